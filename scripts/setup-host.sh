@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Prepares this machine to run agentsh-bench's local targets: installs the container engine and the
+# tools the harness shells out to, and writes the podman settings this kind of host needs.
+# Idempotent: safe to run before every CI run.
+#
+# Why each podman setting (measured on this kind of machine, see README "Host quirks"):
+#   cgroup_manager=cgroupfs  PID 1 is not systemd
+#   events_logger=file       no journald
+#   runtime=runc             crun refuses the hybrid cgroup layout ("cgroups in hybrid mode")
+#   default_ulimits          root lacks CAP_SYS_RESOURCE, so podman's defaults fail with setrlimit EPERM
+set -euo pipefail
+
+packages=(podman runc mmdebstrap openssh-client openssh-server libseccomp-dev pkg-config gcc dpkg-dev hyperfine)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup-host: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+conf=/etc/containers/containers.conf
+want='# written by agentsh-bench scripts/setup-host.sh
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+runtime = "runc"
+'
+if [[ ! -f $conf ]] || [[ "$(cat "$conf")" != "$want" ]]; then
+  mkdir -p /etc/containers
+  printf '%s' "$want" >"$conf"
+  echo "setup-host: wrote $conf"
+fi
+
+# The host's sshd is never started: targets are reached through `sshd -i` inside each container.
+podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}}' >/dev/null
+echo "setup-host: ok ($(podman --version), runtime $(podman info --format '{{.Host.OCIRuntime.Name}}'))"

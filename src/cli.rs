@@ -1,0 +1,178 @@
+//! Command line. Without a subcommand the harness runs the main job: provision `--vms` targets,
+//! check each is ready, then tear them down (unless `--keep`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Upper bound on `--vms`: past this a 2-core controller spends its time in SSH, not measuring,
+/// and a typo (`--vms 800`) should be a usage error, not an hour of provisioning.
+pub const MAX_VMS: u32 = 64;
+
+#[derive(Debug, Parser)]
+#[command(name = "agentsh-bench", version, about = "Load and soak harness for agentsh on hardened targets")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Keep the targets after the run (tear them down later with `agentsh-bench down`).
+    #[arg(long)]
+    pub keep: bool,
+    /// Results directory for this run (default: results/<run-id>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// More logging (-v info, -vv debug). AGENTSH_BENCH_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// One podman (or docker) container per target on this machine.
+    Local,
+    /// exe.dev VMs through its SSH command protocol.
+    Exe,
+    /// Hosts listed in a TOML inventory (--inventory).
+    Ssh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    Podman,
+    Docker,
+}
+
+impl Engine {
+    pub fn program(self) -> &'static str {
+        match self {
+            Engine::Podman => "podman",
+            Engine::Docker => "docker",
+        }
+    }
+}
+
+/// Where targets come from and what is installed on them; shared by the main job and `up`.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Number of targets, provisioned at once (1..=64).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_VMS as i64))]
+    pub vms: u32,
+    /// agentsh to install: vX.Y.Z, a path to a .deb, dir:PATH with dev-build binaries, or none.
+    #[arg(long, default_value = crate::agentsh::DEFAULT_VERSION, value_name = "SPEC")]
+    pub agentsh: String,
+    #[arg(long, value_enum, default_value_t = ProviderKind::Local)]
+    pub provider: ProviderKind,
+    /// Container engine of the local provider.
+    #[arg(long, value_enum, default_value_t = Engine::Podman)]
+    pub engine: Engine,
+    /// TOML inventory of hosts for --provider ssh.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// How to reach exe.dev's control plane: an ssh destination (host alias from ~/.ssh/config).
+    #[arg(long, default_value = "exe.dev", value_name = "DEST")]
+    pub exe_host: String,
+    /// Extra ssh config file for the exe provider (used to point it at a stand-in).
+    #[arg(long, value_name = "FILE")]
+    pub exe_ssh_config: Option<PathBuf>,
+    /// agentsh server config to install (default: assets/config.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// agentsh policy to install as the default policy (default: assets/policies/default.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Provision targets and leave them running; prints the run tag.
+    Up {
+        #[command(flatten)]
+        targets: TargetArgs,
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Destroy targets: those of one run (--run), or every target this harness created.
+    Down {
+        #[arg(long, value_name = "TAG")]
+        run: Option<String>,
+        #[arg(long, value_enum, default_value_t = ProviderKind::Local)]
+        provider: ProviderKind,
+        #[arg(long, value_enum, default_value_t = Engine::Podman)]
+        engine: Engine,
+        #[arg(long, default_value = "exe.dev", value_name = "DEST")]
+        exe_host: String,
+        #[arg(long, value_name = "FILE")]
+        exe_ssh_config: Option<PathBuf>,
+    },
+    /// List the targets this harness created, with their run tags.
+    Ls {
+        #[arg(long, value_enum, default_value_t = ProviderKind::Local)]
+        provider: ProviderKind,
+        #[arg(long, value_enum, default_value_t = Engine::Podman)]
+        engine: Engine,
+        #[arg(long, default_value = "exe.dev", value_name = "DEST")]
+        exe_host: String,
+        #[arg(long, value_name = "FILE")]
+        exe_ssh_config: Option<PathBuf>,
+    },
+    /// Build (or rebuild) the local target image; cached by its recipe.
+    Image {
+        #[arg(long, value_enum, default_value_t = Engine::Podman)]
+        engine: Engine,
+        #[arg(long)]
+        rebuild: bool,
+    },
+    /// Obtain an agentsh .deb for a spec (cache, release, Go module proxy build) and print its path.
+    Fetch {
+        #[arg(default_value = crate::agentsh::DEFAULT_VERSION)]
+        spec: String,
+    },
+    /// Benchmarks that print ratios measured side by side in one run.
+    Bench {
+        #[command(subcommand)]
+        which: BenchKind,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchKind {
+    /// Wall time to provision 1, 4 and 8 local targets (one-time builds excluded), controller RSS.
+    Provision {
+        /// Target counts to measure, in order.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,8")]
+        sizes: Vec<u32>,
+        /// agentsh to install (see --agentsh).
+        #[arg(long, default_value = crate::agentsh::DEFAULT_VERSION)]
+        agentsh: String,
+        #[arg(long, value_enum, default_value_t = Engine::Podman)]
+        engine: Engine,
+        /// Repetitions per size; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
+}
+
+impl TargetArgs {
+    /// The harness never aims traffic at anything but loopback or targets it made, so the only
+    /// outside destination it accepts is an ssh alias the user configured themselves.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.provider == ProviderKind::Ssh && self.inventory.is_none() {
+            return Err(crate::exit::usage("--provider ssh needs --inventory FILE"));
+        }
+        for (flag, path) in [("--config", &self.config), ("--policy", &self.policy), ("--inventory", &self.inventory)] {
+            if let Some(p) = path {
+                if !p.is_file() {
+                    return Err(crate::exit::usage(format!("{flag} {}: no such file", p.display())));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,236 @@
+//! What each subcommand does, in terms of the pipeline stages.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::agentsh::{self, Artifact, Spec};
+use crate::cli::{BenchKind, Cli, Command, Engine, ProviderKind, TargetArgs};
+use crate::exit;
+use crate::progress::Board;
+use crate::provider::{self, Provider, ProviderOpts};
+use crate::provision::{self, Failed, Outcome, Plan};
+use crate::record::RunDir;
+
+pub async fn dispatch(cli: Cli) -> Result<u8> {
+    match cli.command {
+        None => main_job(&cli.targets, cli.out.as_deref(), cli.keep).await,
+        Some(Command::Up { targets, out }) => up(&targets, out.as_deref()).await,
+        Some(Command::Down { run, provider, engine, exe_host, exe_ssh_config }) => {
+            let p = control_only(provider, engine, &exe_host, exe_ssh_config.as_deref())?;
+            down(p.as_ref(), run.as_deref()).await
+        }
+        Some(Command::Ls { provider, engine, exe_host, exe_ssh_config }) => {
+            let p = control_only(provider, engine, &exe_host, exe_ssh_config.as_deref())?;
+            ls(p.as_ref()).await
+        }
+        Some(Command::Image { engine, rebuild }) => {
+            let tag = tokio::task::spawn_blocking(move || provider::image::ensure(engine, rebuild)).await??;
+            println!("{tag}");
+            Ok(exit::OK)
+        }
+        Some(Command::Fetch { spec }) => {
+            let spec = Spec::parse(&spec)?;
+            match resolve(spec).await? {
+                Some(a) => println!("{} (agentsh {}, from {})", a.deb.display(), a.version, a.source),
+                None => println!("none"),
+            }
+            Ok(exit::OK)
+        }
+        Some(Command::Bench { which: BenchKind::Provision { sizes, agentsh, engine, runs } }) => {
+            crate::bench::provision(&sizes, &agentsh, engine, runs).await
+        }
+    }
+}
+
+fn control_only(kind: ProviderKind, engine: Engine, exe_host: &str, exe_ssh_config: Option<&Path>) -> Result<Box<dyn Provider>> {
+    if kind == ProviderKind::Ssh {
+        return Err(exit::usage("inventory hosts are not created or destroyed by the harness; nothing to list or remove"));
+    }
+    provider::build(ProviderOpts { kind, engine, inventory: None, exe_host, exe_ssh_config })
+}
+
+pub fn provider_for(args: &TargetArgs) -> Result<Box<dyn Provider>> {
+    provider::build(ProviderOpts {
+        kind: args.provider,
+        engine: args.engine,
+        inventory: args.inventory.as_deref(),
+        exe_host: &args.exe_host,
+        exe_ssh_config: args.exe_ssh_config.as_deref(),
+    })
+}
+
+async fn resolve(spec: Spec) -> Result<Option<Artifact>> {
+    tokio::task::spawn_blocking(move || agentsh::resolve(&spec)).await.context("resolver task panicked")?
+}
+
+/// Everything a provisioned run knows.
+pub struct Provisioned {
+    pub dir: RunDir,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Checks the arguments before anything slow, obtains agentsh, then creates and hardens the targets.
+pub async fn provision(args: &TargetArgs, provider: &dyn Provider, run: &str, out: Option<&Path>) -> Result<Provisioned> {
+    args.validate()?;
+    let spec = Spec::parse(&args.agentsh)?;
+    let assets = provision::assets::load(provider.kind(), args.config.as_deref(), args.policy.as_deref())?;
+
+    let started = Instant::now();
+    let artifact = resolve(spec).await?;
+    let t_artifact = started.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    provider.prepare().await.with_context(|| format!("preparing the {} provider", provider.kind()))?;
+    let t_prepare = t0.elapsed().as_secs_f64();
+
+    let dir = RunDir::create(out, run)?;
+    let state_dir = crate::paths::cache_dir()?.join("runs").join(run);
+    let control_dir = crate::paths::runtime_dir().join(run);
+    let plan = Arc::new(Plan::new(artifact.clone(), assets, control_dir)?);
+    let board = Board::new();
+    board.println(&format!(
+        "run {run}: {} × {} target(s), agentsh {}",
+        args.vms,
+        provider.kind(),
+        artifact.as_ref().map_or("none (baseline)".to_string(), |a| format!("{} ({})", a.version, a.source))
+    ));
+
+    let t0 = Instant::now();
+    let created = provider.create(run, args.vms, &state_dir).await;
+    let mut targets = Vec::new();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for (i, c) in created.into_iter().enumerate() {
+        match c {
+            Ok(t) => targets.push(t),
+            Err(e) => {
+                let name = provider::target_name(run, i as u32);
+                board.println(&format!("[{name}] FAILED at step create: {e:#}"));
+                outcomes.push(Err(Failed {
+                    name,
+                    provider: provider.kind(),
+                    step: "create".into(),
+                    error: format!("{e:#}"),
+                    seconds: t0.elapsed().as_secs_f64(),
+                }));
+            }
+        }
+    }
+    outcomes.extend(provision::all(targets, plan.clone(), &dir.path, &board).await);
+    let t_provision = t0.elapsed().as_secs_f64();
+
+    dir.write_targets(&outcomes)?;
+    dir.write_json(
+        "run.json",
+        &serde_json::json!({
+            "run": run,
+            "harness_version": env!("CARGO_PKG_VERSION"),
+            "provider": provider.kind(),
+            "vms": args.vms,
+            "agentsh_spec": args.agentsh,
+            "artifact": artifact,
+            "config_source": plan.assets.config_source,
+            "policy_source": plan.assets.policy_source,
+            "seconds": { "artifact": t_artifact, "prepare": t_prepare, "create_and_provision": t_provision },
+            "targets": outcomes.iter().map(|o| match o {
+                Ok(r) => serde_json::json!({"name": r.target.name, "status": "ready", "agentsh_version": r.agentsh_version, "seconds": r.seconds, "steps": r.steps, "ssh": r.target.ssh.hint()}),
+                Err(f) => serde_json::json!({"name": f.name, "status": "failed", "step": f.step, "error": f.error}),
+            }).collect::<Vec<_>>(),
+        }),
+    )?;
+    provision::summarize(&outcomes)?;
+    Ok(Provisioned { dir, outcomes })
+}
+
+/// The main job: provision, check readiness, tear down. (The suite and workloads come next.)
+async fn main_job(args: &TargetArgs, out: Option<&Path>, keep: bool) -> Result<u8> {
+    let provider = provider_for(args)?;
+    let run = provider::new_run_tag();
+    let job = provision(args, provider.as_ref(), &run, out);
+    let result = tokio::select! {
+        r = job => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    // Ctrl-C drops the job (its ssh and engine child processes die with it), then we clean up.
+    if !keep || result.is_none() {
+        teardown(provider.as_ref(), &run).await;
+    }
+    let Some(result) = result else {
+        eprintln!("interrupted: targets of run {run} destroyed");
+        return Ok(130);
+    };
+    let p = result?;
+    let ready = provision::ready_count(&p.outcomes);
+    println!("{ready}/{} target(s) ready; results in {}", p.outcomes.len(), p.dir.path.display());
+    if keep {
+        println!("kept: `agentsh-bench down --run {run}` removes them");
+    }
+    Ok(if ready == p.outcomes.len() { exit::OK } else { exit::INFRA })
+}
+
+async fn up(args: &TargetArgs, out: Option<&Path>) -> Result<u8> {
+    let provider = provider_for(args)?;
+    let run = provider::new_run_tag();
+    let result = tokio::select! {
+        r = provision(args, provider.as_ref(), &run, out) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let Some(result) = result else {
+        teardown(provider.as_ref(), &run).await;
+        eprintln!("interrupted: targets of run {run} destroyed");
+        return Ok(130);
+    };
+    let p = result?;
+    for o in p.outcomes.iter().flatten() {
+        println!("{}\t{}", o.target.name, o.target.ssh.hint());
+    }
+    println!("run {run}: {}/{} ready; `agentsh-bench down --run {run}` removes them", provision::ready_count(&p.outcomes), p.outcomes.len());
+    Ok(if provision::ready_count(&p.outcomes) == p.outcomes.len() { exit::OK } else { exit::INFRA })
+}
+
+async fn teardown(provider: &dyn Provider, run: &str) {
+    match provider.destroy(Some(run)).await {
+        Ok(names) => tracing::info!(count = names.len(), run, "targets destroyed"),
+        Err(e) => eprintln!("warning: teardown of run {run} failed: {e:#}; run `agentsh-bench down --run {run}`"),
+    }
+    teardown_state(run);
+}
+
+async fn down(provider: &dyn Provider, run: Option<&str>) -> Result<u8> {
+    if let Some(r) = run {
+        provider::validate_run_tag(r)?;
+    }
+    let names = provider.destroy(run).await?;
+    for n in &names {
+        println!("destroyed {n}");
+    }
+    let runs: std::collections::BTreeSet<String> = match run {
+        Some(r) => [r.to_string()].into(),
+        None => names.iter().filter_map(|n| n.rsplit_once('-').map(|(p, _)| p.trim_start_matches("abench-").to_string())).collect(),
+    };
+    for r in runs {
+        teardown_state(&r);
+    }
+    println!("{} target(s) destroyed", names.len());
+    Ok(exit::OK)
+}
+
+/// The ssh configs and control sockets of a run; harmless to remove twice.
+fn teardown_state(run: &str) {
+    if let Ok(dir) = crate::paths::cache_dir() {
+        let _ = std::fs::remove_dir_all(dir.join("runs").join(run));
+    }
+    let _ = std::fs::remove_dir_all(crate::paths::runtime_dir().join(run));
+}
+
+async fn ls(provider: &dyn Provider) -> Result<u8> {
+    let list = provider.list().await?;
+    for t in &list {
+        println!("{}\t{}\t{}", t.name, t.run, t.state);
+    }
+    if list.is_empty() {
+        eprintln!("no targets");
+    }
+    Ok(exit::OK)
+}

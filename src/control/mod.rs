@@ -1,0 +1,209 @@
+//! The SSH layer (Jepsen's "control"): one multiplexed openssh session per target and channel,
+//! per-command timeouts, connection retries with backoff, uploads streamed over stdin (exe.dev has
+//! no scp), and at most [`MAX_CHANNELS`] commands in flight per connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+
+/// OpenSSH's MaxSessions is 10 and channel teardown is asynchronous; Jepsen settled on ~6.
+pub const MAX_CHANNELS: usize = 6;
+
+/// How to reach one target: an ssh config file that defines `alias` (HostName, User, key,
+/// ProxyCommand...). Everything the provider knows about reaching a host lives in that file, so a
+/// user can `ssh -F FILE ALIAS` by hand to see exactly what the harness sees.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SshDest {
+    pub config_file: PathBuf,
+    pub alias: String,
+}
+
+impl SshDest {
+    /// The command line a person would type to reach this target.
+    pub fn hint(&self) -> String {
+        format!("ssh -F {} {}", self.config_file.display(), self.alias)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CmdOutput {
+    /// None when the remote command was killed by a signal or the exit status was lost.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl CmdOutput {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// Both streams, for error messages: the part a person needs to see why a step failed.
+    pub fn describe(&self) -> String {
+        let code = self.code.map_or("killed".to_string(), |c| c.to_string());
+        let mut s = format!("exit {code}");
+        for (name, text) in [("stderr", &self.stderr), ("stdout", &self.stdout)] {
+            let t = text.trim();
+            if !t.is_empty() {
+                s.push_str(&format!("; {name}: {}", tail(t, 1200)));
+            }
+        }
+        s
+    }
+}
+
+fn tail(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// An open connection to one target.
+#[derive(Clone)]
+pub struct Conn {
+    name: String,
+    session: Arc<Session>,
+    channels: Arc<Semaphore>,
+}
+
+impl Conn {
+    /// Connects, retrying with exponential backoff: a target that was just created may need a
+    /// moment before sshd answers, and exe.dev VMs take seconds to boot.
+    pub async fn connect(name: &str, dest: &SshDest, control_dir: &Path, attempts: u32) -> Result<Conn> {
+        std::fs::create_dir_all(control_dir)
+            .with_context(|| format!("creating control directory {}", control_dir.display()))?;
+        let mut builder = SessionBuilder::default();
+        builder
+            .config_file(&dest.config_file)
+            .control_directory(control_dir)
+            .known_hosts_check(KnownHosts::Accept)
+            .connect_timeout(Duration::from_secs(20))
+            .server_alive_interval(Duration::from_secs(15));
+        let mut delay = Duration::from_millis(200);
+        let mut last = None;
+        for attempt in 1..=attempts.max(1) {
+            match builder.connect(&dest.alias).await {
+                Ok(session) => {
+                    return Ok(Conn {
+                        name: name.to_string(),
+                        session: Arc::new(session),
+                        channels: Arc::new(Semaphore::new(MAX_CHANNELS)),
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(target = name, attempt, error = %e, "ssh connect failed");
+                    last = Some(e);
+                    if attempt < attempts {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+        let e = last.map_or_else(|| anyhow!("no attempt made"), anyhow::Error::from);
+        Err(e.context(format!("cannot reach {name} over ssh after {attempts} attempts ({})", dest.hint())))
+    }
+
+    /// Runs `cmd` through the remote login shell (exactly what `ssh host 'cmd'` does). Errors only
+    /// when the transport fails or the timeout passes; a non-zero exit is a normal [`CmdOutput`].
+    pub async fn run(&self, cmd: &str, timeout: Duration) -> Result<CmdOutput> {
+        self.run_with_stdin(cmd, None, timeout).await
+    }
+
+    pub async fn run_with_stdin(&self, cmd: &str, stdin: Option<&[u8]>, timeout: Duration) -> Result<CmdOutput> {
+        let _permit = self.channels.acquire().await.context("channel limiter closed")?;
+        let start = Instant::now();
+        let fut = async {
+            let mut command = self.session.raw_command(cmd);
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+            command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+            let mut child = command.spawn().await?;
+            if let Some(data) = stdin {
+                let mut pipe = child.stdin().take().ok_or_else(|| anyhow!("stdin pipe missing"))?;
+                pipe.write_all(data).await.context("streaming stdin")?;
+                pipe.shutdown().await.context("closing stdin")?;
+                drop(pipe);
+            }
+            let out = child.wait_with_output().await?;
+            Ok::<_, anyhow::Error>(out)
+        };
+        let out = tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| anyhow!("{}: `{}` timed out after {:?}", self.name, short(cmd), timeout))?
+            .with_context(|| format!("{}: ssh transport failed running `{}`", self.name, short(cmd)))?;
+        Ok(CmdOutput {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// Writes `data` to `path` atomically (temp file + rename) by streaming it over stdin, so it
+    /// works where there is no scp/sftp. The parent directory is created.
+    pub async fn upload(&self, data: &[u8], path: &str, mode: u32, timeout: Duration) -> Result<()> {
+        let q = shell_quote(path);
+        let cmd = format!(
+            "set -e; mkdir -p \"$(dirname {q})\"; cat > {q}.abench-tmp; chmod {mode:o} {q}.abench-tmp; mv -f {q}.abench-tmp {q}"
+        );
+        let out = self.run_with_stdin(&cmd, Some(data), timeout).await?;
+        if !out.ok() {
+            bail!("upload of {} bytes to {path} failed: {}", data.len(), out.describe());
+        }
+        Ok(())
+    }
+}
+
+/// Single-quotes a word for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    shell_escape::unix::escape(s.into()).into_owned()
+}
+
+fn short(cmd: &str) -> String {
+    let one_line = cmd.replace('\n', " ");
+    if one_line.len() > 80 {
+        let mut end = 80;
+        while !one_line.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &one_line[..end])
+    } else {
+        one_line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_shows_exit_and_streams() {
+        let out = CmdOutput { code: Some(126), stdout: "".into(), stderr: "denied\n".into(), elapsed: Duration::ZERO };
+        assert_eq!(out.describe(), "exit 126; stderr: denied");
+        let killed = CmdOutput { code: None, stdout: "x".into(), stderr: "".into(), elapsed: Duration::ZERO };
+        assert_eq!(killed.describe(), "exit killed; stdout: x");
+    }
+
+    #[test]
+    fn quoting_survives_spaces_and_quotes() {
+        assert_eq!(shell_quote("/tmp/a b"), "'/tmp/a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn tail_respects_char_boundaries() {
+        let s = "é".repeat(1000);
+        assert!(tail(&s, 7).chars().all(|c| c == 'é'));
+    }
+}

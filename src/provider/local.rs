@@ -1,0 +1,175 @@
+//! The embedded default: one podman (or docker) container per target on this machine.
+//!
+//! Containers get the privileges agentsh's own benchmark image uses (SYS_ADMIN for FUSE mounts,
+//! SYS_PTRACE for the execve tracer, /dev/fuse, no seccomp profile of the engine's own) and **no
+//! network**: `--network none` leaves only `lo`, so no route leads out and a probe of 10.0.0.1 or
+//! 169.254.169.254 ends inside the target. SSH gets in through `sshd -i` run by the engine as the
+//! ProxyCommand, so every command still takes the real path sshd → login shell → shim.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use super::sshconfig::{self, Route, Spec};
+use super::{Listed, NAME_PREFIX, Provider, Target, image, target_name};
+use crate::cli::Engine;
+
+const LABEL: &str = "agentsh-bench";
+const RUN_LABEL: &str = "agentsh-bench.run";
+
+pub struct LocalProvider {
+    engine: Engine,
+}
+
+impl LocalProvider {
+    pub fn new(engine: Engine) -> Result<Self> {
+        which(engine.program()).with_context(|| image::engine_missing(engine))?;
+        Ok(LocalProvider { engine })
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(self.engine.program());
+        c.kill_on_drop(true);
+        c
+    }
+
+    async fn engine(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<String> {
+        let mut c = self.cmd();
+        c.args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+        let mut child = c.spawn().with_context(|| image::engine_missing(self.engine))?;
+        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(data).await?;
+            drop(pipe);
+        }
+        let out = child.wait_with_output().await?;
+        if !out.status.success() {
+            bail!(
+                "`{} {}` failed: {}",
+                self.engine.program(),
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    async fn create_one(&self, run: &str, index: u32, image: &str, key: &(std::path::PathBuf, String), dir: &Path) -> Result<Target> {
+        let name = target_name(run, index);
+        let run_label = format!("{RUN_LABEL}={run}");
+        let mut args = vec![
+            "run", "-d", "--init", "--name", &name, "--hostname", &name,
+            "--label", LABEL, "--label", &run_label,
+            "--network", "none",
+            "--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE",
+            "--device", "/dev/fuse",
+            "--security-opt", "seccomp=unconfined",
+        ];
+        // Docker takes ulimits per container; podman reads them from containers.conf (setup-host).
+        if self.engine == Engine::Docker {
+            args.extend(["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]);
+        }
+        args.extend([image, "sleep", "infinity"]);
+        self.engine(&args, None).await.with_context(|| format!("{name}: creating the container"))?;
+        let authorize = "set -e; mkdir -p /run/sshd /root/.ssh; chmod 700 /root/.ssh; \
+                         cat > /root/.ssh/authorized_keys; chmod 600 /root/.ssh/authorized_keys";
+        let key_line = format!("{}\n", key.1);
+        if let Err(e) = self.engine(&["exec", "-i", &name, "sh", "-c", authorize], Some(key_line.as_bytes())).await {
+            let _ = self.engine(&["rm", "-f", &name], None).await;
+            return Err(e.context(format!("{name}: installing the harness key (container removed)")));
+        }
+        let proxy = format!("{} exec -i {name} /usr/sbin/sshd -i -e -o LogLevel=ERROR", self.engine.program());
+        sshconfig::write_target(
+            dir,
+            &key.0,
+            Spec { name: &name, run, provider: "local", route: Route::Proxy(&proxy), user: "root", include: None },
+        )
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn prepare(&self) -> Result<()> {
+        let engine = self.engine;
+        tokio::task::spawn_blocking(move || image::ensure(engine, false)).await??;
+        Ok(())
+    }
+
+    async fn create(&self, run: &str, count: u32, state_dir: &Path) -> Vec<Result<Target>> {
+        let image = image::image_tag();
+        let key = match super::harness_key() {
+            Ok(k) => k,
+            Err(e) => return (0..count).map(|_| Err(anyhow::anyhow!("{e:#}"))).collect(),
+        };
+        let creations = (0..count).map(|i| self.create_one(run, i, &image, &key, state_dir));
+        futures::future::join_all(creations).await
+    }
+
+    async fn list(&self) -> Result<Vec<Listed>> {
+        let filter = format!("label={LABEL}");
+        let out = self.engine(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}\t{{.State}}"], None).await?;
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let (name, state) = l.split_once('\t')?;
+                Some(Listed { run: run_of(name)?.to_string(), name: name.to_string(), state: state.to_string() })
+            })
+            .collect())
+    }
+
+    async fn destroy(&self, run: Option<&str>) -> Result<Vec<String>> {
+        let names: Vec<String> = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|t| run.is_none_or(|r| t.run == r))
+            .map(|t| t.name)
+            .collect();
+        if names.is_empty() {
+            return Ok(names);
+        }
+        let mut args = vec!["rm", "-f"];
+        if self.engine == Engine::Podman {
+            args.extend(["-t", "0"]);
+        }
+        args.extend(names.iter().map(String::as_str));
+        self.engine(&args, None).await?;
+        Ok(names)
+    }
+}
+
+/// `abench-<run>-<index>` → `<run>`.
+fn run_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix(NAME_PREFIX)?.strip_prefix('-')?;
+    let (run, index) = rest.rsplit_once('-')?;
+    index.parse::<u32>().ok()?;
+    Some(run)
+}
+
+fn which(program: &str) -> Result<()> {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
+        .unwrap_or(false);
+    if found { Ok(()) } else { bail!("{program} not found on PATH") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_is_recovered_from_the_name() {
+        assert_eq!(run_of(&target_name("20261126t203000-3fa9", 7)), Some("20261126t203000-3fa9"));
+        assert_eq!(run_of("abench-x-notanumber"), None);
+        assert_eq!(run_of("other-x-1"), None);
+    }
+}

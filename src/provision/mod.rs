@@ -1,0 +1,185 @@
+//! Hardening targets, all at once: each target runs its steps in order, each step idempotent and
+//! logged to `results/<run>/targets/<name>/provision.log`. A target that fails is reported with its
+//! step and the command's stderr while the others go on.
+
+pub mod assets;
+mod steps;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::agentsh::Artifact;
+use crate::control::Conn;
+use crate::progress::Board;
+use crate::provider::Target;
+
+/// The uid-0 user of the observation channel (its shell is a pre-shim copy of bash).
+pub const OBSERVER_USER: &str = "abench-obs";
+
+/// What every target gets.
+pub struct Plan {
+    pub artifact: Option<Artifact>,
+    pub assets: assets::Assets,
+    /// This binary, installed as the on-target driver, and its sha256 (to skip a re-upload).
+    pub driver: Vec<u8>,
+    pub driver_sha: String,
+    pub control_dir: PathBuf,
+}
+
+impl Plan {
+    pub fn new(artifact: Option<Artifact>, assets: assets::Assets, control_dir: PathBuf) -> Result<Plan> {
+        let exe = std::env::current_exe().context("locating this binary")?;
+        let driver = std::fs::read(&exe).with_context(|| format!("reading {}", exe.display()))?;
+        let driver_sha = hex::encode(Sha256::digest(&driver));
+        Ok(Plan { artifact, assets, driver, driver_sha, control_dir })
+    }
+}
+
+/// A hardened target, ready for the suite and the workloads.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Ready {
+    pub target: Target,
+    /// Read back from the target (`agentsh --version`), never assumed; None with `--agentsh none`.
+    pub agentsh_version: Option<String>,
+    pub seconds: f64,
+    pub steps: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failed {
+    pub name: String,
+    pub provider: &'static str,
+    pub step: String,
+    pub error: String,
+    pub seconds: f64,
+}
+
+pub type Outcome = std::result::Result<Ready, Failed>;
+
+/// Provisions every target concurrently.
+pub async fn all(targets: Vec<Target>, plan: Arc<Plan>, out: &Path, board: &Board) -> Vec<Outcome> {
+    let jobs = targets.into_iter().map(|t| {
+        let plan = plan.clone();
+        let dir = out.join("targets").join(&t.name);
+        let line = board.line(&t.name);
+        async move {
+            let outcome = one(t, &plan, &dir, &line).await;
+            match &outcome {
+                Ok(r) => line.finish(true, &ready_summary(r)),
+                Err(f) => line.finish(false, &format!("at step {}: {}", f.step, first_line(&f.error))),
+            }
+            outcome
+        }
+    });
+    futures::future::join_all(jobs).await
+}
+
+fn ready_summary(r: &Ready) -> String {
+    match &r.agentsh_version {
+        Some(v) => format!("ready: agentsh {v}, shim enforcing ({:.1} s)", r.seconds),
+        None => format!("ready: no agentsh (baseline) ({:.1} s)", r.seconds),
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// Per-target context passed to every step.
+pub struct Ctx<'a> {
+    pub plan: &'a Plan,
+    pub dir: &'a Path,
+    pub log: std::sync::Mutex<std::fs::File>,
+}
+
+impl Ctx<'_> {
+    pub fn log(&self, msg: &str) {
+        use std::io::Write;
+        if let Ok(mut f) = self.log.lock() {
+            let _ = writeln!(f, "{msg}");
+        }
+    }
+}
+
+async fn one(target: Target, plan: &Plan, dir: &Path, line: &crate::progress::Line) -> Outcome {
+    let started = Instant::now();
+    let fail = |step: &str, e: anyhow::Error, target: &Target| Failed {
+        name: target.name.clone(),
+        provider: target.provider,
+        step: step.to_string(),
+        error: format!("{e:#}"),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return Err(fail("results", e.into(), &target));
+    }
+    let log = match std::fs::File::create(dir.join("provision.log")) {
+        Ok(f) => f,
+        Err(e) => return Err(fail("results", e.into(), &target)),
+    };
+    let ctx = Ctx { plan, dir, log: std::sync::Mutex::new(log) };
+    let mut timings = Vec::new();
+
+    macro_rules! step {
+        ($name:expr, $fut:expr) => {{
+            line.step($name);
+            let t0 = Instant::now();
+            ctx.log(&format!("== {}", $name));
+            match $fut.await {
+                Ok(v) => {
+                    let secs = t0.elapsed().as_secs_f64();
+                    ctx.log(&format!("== {} ok ({secs:.2} s)", $name));
+                    timings.push(($name.to_string(), secs));
+                    v
+                }
+                Err(e) => {
+                    ctx.log(&format!("== {} FAILED: {e:#}", $name));
+                    return Err(fail($name, e, &target));
+                }
+            }
+        }};
+    }
+
+    let conn: Conn = step!("connect", Conn::connect(&target.name, &target.ssh, &plan.control_dir, 12));
+    step!("packages", steps::packages(&ctx, &conn));
+    step!("observer", steps::observer(&ctx, &conn));
+    let observe: Conn =
+        step!("observer-connect", Conn::connect(&format!("{}/observe", target.name), &target.observe, &plan.control_dir, 6));
+    step!("driver", steps::driver(&ctx, &conn));
+    let agentsh_version = match &plan.artifact {
+        None => {
+            step!("readiness", steps::readiness_without_agentsh(&ctx, &conn, &observe));
+            None
+        }
+        Some(artifact) => {
+            step!("agentsh", steps::install_agentsh(&ctx, &conn, artifact));
+            step!("assets", steps::assets(&ctx, &conn));
+            step!("server", steps::server(&ctx, &conn));
+            step!("shim", steps::shim(&ctx, &conn));
+            Some(step!("readiness", steps::readiness(&ctx, &conn, &observe, artifact)))
+        }
+    };
+    Ok(Ready { target, agentsh_version, seconds: started.elapsed().as_secs_f64(), steps: timings })
+}
+
+/// Timeouts for the kinds of command a step runs.
+pub const QUICK: Duration = Duration::from_secs(30);
+pub const SLOW: Duration = Duration::from_secs(300);
+
+pub fn ready_count(outcomes: &[Outcome]) -> usize {
+    outcomes.iter().filter(|o| o.is_ok()).count()
+}
+
+pub fn summarize(outcomes: &[Outcome]) -> Result<()> {
+    for o in outcomes {
+        if let Err(f) = o {
+            eprintln!("{}: provisioning failed at step `{}`:\n  {}", f.name, f.step, f.error.replace('\n', "\n  "));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! The provisioning steps. Each one is idempotent (safe to run on a target that already has it)
+//! and logs what it ran. Order matters: the observer and the driver go in before the shim, because
+//! once the shim enforces, Landlock only lets sessions execute from system paths.
+
+use anyhow::{Context, Result, bail};
+
+use super::{Ctx, OBSERVER_USER, QUICK, SLOW};
+use crate::agentsh::{Artifact, parse_version_output};
+use crate::control::{CmdOutput, Conn};
+use crate::provider::image::PACKAGES;
+
+const OBSERVER_SHELL: &str = "/usr/local/libexec/agentsh-bench/bash";
+pub const DRIVER_PATH: &str = "/usr/local/bin/agentsh-bench";
+const HEALTH: &str = "http://127.0.0.1:18080/health";
+
+async fn run_logged(ctx: &Ctx<'_>, conn: &Conn, cmd: &str, timeout: std::time::Duration) -> Result<CmdOutput> {
+    ctx.log(&format!("$ {cmd}"));
+    let out = conn.run(cmd, timeout).await?;
+    ctx.log(&format!("  -> {} ({:.3} s)", out.describe(), out.elapsed.as_secs_f64()));
+    Ok(out)
+}
+
+async fn check_logged(ctx: &Ctx<'_>, conn: &Conn, cmd: &str, timeout: std::time::Duration) -> Result<String> {
+    let out = run_logged(ctx, conn, cmd, timeout).await?;
+    if !out.ok() {
+        bail!("`{cmd}` failed: {}", out.describe());
+    }
+    Ok(out.stdout)
+}
+
+/// OS packages agentsh and the harness need. Local images have them; VMs get them from apt.
+pub async fn packages(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
+    let probe = format!(
+        "for p in {}; do dpkg-query -W -f='${{Status}}\\n' \"$p\" 2>/dev/null | grep -q 'install ok installed' || echo \"$p\"; done",
+        PACKAGES.join(" ")
+    );
+    let missing: Vec<String> = check_logged(ctx, conn, &probe, QUICK).await?.split_whitespace().map(String::from).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install = format!(
+        "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends {}",
+        missing.join(" ")
+    );
+    check_logged(ctx, conn, &install, SLOW)
+        .await
+        .with_context(|| format!("packages missing on the target: {}", missing.join(" ")))?;
+    Ok(())
+}
+
+/// The observation channel: a uid-0 user whose login shell is a copy of bash made before the shim
+/// replaces /bin/bash, so nothing the harness reads through it is governed by agentsh.
+pub async fn observer(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
+    let cmd = format!(
+        "set -e; src=/bin/bash; [ -e /bin/bash.real ] && src=/bin/bash.real; \
+         install -d /usr/local/libexec/agentsh-bench; install -m 755 \"$src\" {OBSERVER_SHELL}; \
+         id -u {OBSERVER_USER} >/dev/null 2>&1 || useradd -o -u 0 -g 0 -M -d /root -s {OBSERVER_SHELL} {OBSERVER_USER}; \
+         usermod -p '*' -s {OBSERVER_SHELL} {OBSERVER_USER}"
+    );
+    check_logged(ctx, conn, &cmd, QUICK).await?;
+    Ok(())
+}
+
+/// This binary as the on-target driver; skipped when the same bytes are already there.
+pub async fn driver(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
+    let have = run_logged(ctx, conn, &format!("sha256sum {DRIVER_PATH} 2>/dev/null"), QUICK).await?;
+    if have.stdout.split_whitespace().next() == Some(ctx.plan.driver_sha.as_str()) {
+        ctx.log("driver already current");
+        return Ok(());
+    }
+    ctx.log(&format!("uploading driver ({} bytes)", ctx.plan.driver.len()));
+    conn.upload(&ctx.plan.driver, DRIVER_PATH, 0o755, SLOW).await?;
+    let v = check_logged(ctx, conn, &format!("{DRIVER_PATH} --version"), QUICK).await?;
+    if !v.contains("agentsh-bench") {
+        bail!("the uploaded driver does not run: {v}");
+    }
+    Ok(())
+}
+
+pub async fn install_agentsh(ctx: &Ctx<'_>, conn: &Conn, artifact: &Artifact) -> Result<()> {
+    let cur = run_logged(ctx, conn, "agentsh --version 2>&1", QUICK).await?;
+    if parse_version_output(&cur.stdout).as_deref() == Some(artifact.version.as_str()) {
+        ctx.log("agentsh already at the wanted version");
+        return Ok(());
+    }
+    let deb = std::fs::read(&artifact.deb).with_context(|| format!("reading {}", artifact.deb.display()))?;
+    let remote = "/var/cache/agentsh-bench/agentsh.deb";
+    conn.upload(&deb, remote, 0o644, SLOW).await?;
+    check_logged(ctx, conn, &format!("dpkg -i {remote}"), SLOW).await?;
+    Ok(())
+}
+
+pub async fn assets(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
+    check_logged(
+        ctx,
+        conn,
+        "mkdir -p /etc/agentsh/policies /var/lib/agentsh/quarantine /var/lib/agentsh/sessions /var/log/agentsh",
+        QUICK,
+    )
+    .await?;
+    conn.upload(&ctx.plan.assets.config, "/etc/agentsh/config.yaml", 0o644, QUICK).await?;
+    conn.upload(&ctx.plan.assets.policy, "/etc/agentsh/policies/default.yaml", 0o644, QUICK).await?;
+    check_logged(
+        ctx,
+        conn,
+        "chmod 600 /dev/fuse; grep -qx user_allow_other /etc/fuse.conf 2>/dev/null || echo user_allow_other >> /etc/fuse.conf",
+        QUICK,
+    )
+    .await?;
+    Ok(())
+}
+
+/// (Re)starts the server with `AGENTSH_NO_AUTO=1`, so a server that dies is seen, not silently
+/// replaced by the CLI's auto-start; waits for /health.
+pub async fn server(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
+    let start = format!(
+        "pkill -f '^agentsh server' ; sleep 0.2; export AGENTSH_NO_AUTO=1; \
+         setsid nohup agentsh server --config /etc/agentsh/config.yaml >> /var/log/agentsh/server.log 2>&1 < /dev/null & \
+         for i in $(seq 1 60); do curl -sf --max-time 1 {HEALTH} >/dev/null && exit 0; sleep 0.5; done; exit 1"
+    );
+    let out = run_logged(ctx, conn, &start, QUICK * 2).await?;
+    if !out.ok() {
+        let log = run_logged(ctx, conn, "tail -n 30 /var/log/agentsh/server.log", QUICK).await?;
+        bail!("agentsh server did not answer {HEALTH} within 30 s; server.log ends:\n{}", log.stdout.trim());
+    }
+    Ok(())
+}
+
+/// Installs the shell shim and sets `force=true` (without it a non-TTY SSH command runs the real
+/// shell unenforced). install-shell without --force would rewrite force back to false, hence the
+/// order: install, then force.
+pub async fn shim(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
+    let cmd = "set -e; if [ ! -e /bin/bash.real ]; then \
+        agentsh shim install-shell --root / --shim /usr/bin/agentsh-shell-shim --bash --i-understand-this-modifies-the-host --force; fi; \
+        f=/etc/agentsh/shim.conf; touch $f; \
+        if grep -q '^force=' $f; then sed -i 's/^force=.*/force=true/' $f; else echo force=true >> $f; fi";
+    check_logged(ctx, conn, cmd, QUICK).await?;
+    Ok(())
+}
+
+/// Proves the target is hardened: the version is the one asked for, /bin/bash is the shim,
+/// a shimmed `sudo whoami` is denied by rule block-shell-escape (exit 126) and a shimmed `echo`
+/// is allowed with its output. Records `agentsh detect -o json`.
+pub async fn readiness(ctx: &Ctx<'_>, conn: &Conn, observe: &Conn, artifact: &Artifact) -> Result<String> {
+    let v = check_logged(ctx, observe, "agentsh --version 2>&1", QUICK).await?;
+    let version = parse_version_output(&v).with_context(|| format!("cannot read agentsh's version from {v:?}"))?;
+    if crate::agentsh::Spec::parse(&format!("v{}", artifact.version)).is_ok() && version != artifact.version {
+        bail!("the target runs agentsh {version}, but {} was installed", artifact.version);
+    }
+
+    // detect prints on stderr through v0.19.1 and on stdout after: take both.
+    let detect = run_logged(ctx, observe, "agentsh detect -o json 2>&1", QUICK).await?;
+    let json = extract_json(&detect.stdout).context("agentsh detect -o json printed no JSON")?;
+    std::fs::write(ctx.dir.join("detect.json"), serde_json::to_vec_pretty(&json)?)?;
+
+    check_logged(ctx, observe, "cmp -s /bin/bash /usr/bin/agentsh-shell-shim && test -x /bin/bash.real", QUICK)
+        .await
+        .context("/bin/bash is not the agentsh shell shim")?;
+
+    let deny = run_logged(ctx, conn, "sudo whoami", QUICK).await?;
+    let root_printed = deny.stdout.lines().any(|l| l.trim() == "root");
+    if root_printed || deny.code != Some(126) || !deny.stderr.contains("rule=block-shell-escape") {
+        bail!("shimmed `sudo whoami` was not denied by rule block-shell-escape with exit 126: {}", deny.describe());
+    }
+
+    let nonce = format!("abench-ready-{:08x}", rand::random::<u32>());
+    let allow = run_logged(ctx, conn, &format!("echo {nonce}"), QUICK).await?;
+    if !allow.ok() || allow.stdout.trim() != nonce {
+        bail!("shimmed `echo {nonce}` did not run as expected: {}", allow.describe());
+    }
+    Ok(version)
+}
+
+/// The baseline (`--agentsh none`): commands run, and no agentsh is present to skew it.
+pub async fn readiness_without_agentsh(ctx: &Ctx<'_>, conn: &Conn, observe: &Conn) -> Result<()> {
+    let nonce = format!("abench-ready-{:08x}", rand::random::<u32>());
+    let out = check_logged(ctx, conn, &format!("echo {nonce}"), QUICK).await?;
+    if out.trim() != nonce {
+        bail!("`echo {nonce}` printed {out:?}");
+    }
+    let uid = check_logged(ctx, observe, "id -u", QUICK).await?;
+    if uid.trim() != "0" {
+        bail!("observer channel runs as uid {uid:?}, not 0");
+    }
+    let agentsh = run_logged(ctx, observe, "command -v agentsh", QUICK).await?;
+    if agentsh.ok() {
+        bail!("--agentsh none, but the target has agentsh at {}", agentsh.stdout.trim());
+    }
+    Ok(())
+}
+
+/// The first JSON object in mixed output (detect may print log lines around it).
+fn extract_json(text: &str) -> Option<serde_json::Value> {
+    let start = text.find('{')?;
+    let mut de = serde_json::Deserializer::from_str(&text[start..]).into_iter::<serde_json::Value>();
+    de.next()?.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_found_among_log_lines() {
+        let v = extract_json("2026/01/01 00:00:00 warn x\n{\"security_mode\":\"full\"}\ntrailer").unwrap();
+        assert_eq!(v["security_mode"], "full");
+        assert!(extract_json("no json").is_none());
+    }
+}
