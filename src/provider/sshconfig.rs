@@ -24,7 +24,7 @@ pub struct Spec<'a> {
     pub provider: &'static str,
     pub route: Route<'a>,
     pub user: &'a str,
-    /// A user ssh config to include first (exe.dev users keep their gateway settings there).
+    /// A user ssh config to include (exe.dev users keep their gateway settings there).
     pub include: Option<&'a Path>,
 }
 
@@ -34,9 +34,6 @@ pub fn write_target(dir: &Path, key: &Path, spec: Spec<'_>) -> Result<Target> {
     let file = dir.join(format!("{}.ssh_config", spec.name));
     let observe_alias = format!("{}-observe", spec.name);
     let mut text = String::from("# written by agentsh-bench; `ssh -F THIS_FILE ALIAS` reaches the target\n");
-    if let Some(inc) = spec.include {
-        let _ = writeln!(text, "Include {}", inc.display());
-    }
     for (alias, user) in [(spec.name, spec.user), (observe_alias.as_str(), crate::provision::OBSERVER_USER)] {
         let _ = writeln!(text, "\nHost {alias}");
         match &spec.route {
@@ -57,6 +54,11 @@ pub fn write_target(dir: &Path, key: &Path, spec: Spec<'_>) -> Result<Target> {
              UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  BatchMode yes\n",
             key.display()
         );
+    }
+    // Last and under `Match all`, so our settings win and the user's `Match host PATTERN` blocks
+    // see the HostName set above (a `Host` pattern would only see our alias).
+    if let Some(inc) = spec.include {
+        let _ = write!(text, "\nMatch all\nInclude {}\n", inc.display());
     }
     std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
     Ok(Target {
