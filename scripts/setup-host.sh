@@ -10,7 +10,11 @@
 #   default_ulimits          root lacks CAP_SYS_RESOURCE, so podman's defaults fail with setrlimit EPERM
 set -euo pipefail
 
-packages=(podman runc mmdebstrap openssh-client openssh-server libseccomp-dev pkg-config gcc dpkg-dev hyperfine)
+# podman+runc+catatonit: the local targets (catatonit is podman's --init); mmdebstrap: their image;
+# openssh-client: the control channel; openssh-server: the exe.dev stand-in of the tests (never started
+# as a service); curl, gcc, pkg-config, libseccomp-dev: obtaining agentsh (release download or cgo build);
+# python3: the stand-in's JSON.
+packages=(podman runc catatonit mmdebstrap openssh-client openssh-server curl gcc pkg-config libseccomp-dev python3)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -19,8 +23,13 @@ done
 if ((${#missing[@]})); then
   echo "setup-host: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # No service may start from a package install (openssh-server would listen on the host).
+  policy=/usr/sbin/policy-rc.d
+  had_policy=0; [[ -e $policy ]] && had_policy=1
+  ((had_policy)) || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; }
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  ((had_policy)) || rm -f "$policy"
 fi
 
 conf=/etc/containers/containers.conf
@@ -33,7 +42,7 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 runtime = "runc"
 '
-if [[ ! -f $conf ]] || [[ "$(cat "$conf")" != "$want" ]]; then
+if ! printf '%s' "$want" | cmp -s - "$conf"; then
   mkdir -p /etc/containers
   printf '%s' "$want" >"$conf"
   echo "setup-host: wrote $conf"

@@ -93,7 +93,7 @@ impl Conn {
         let mut delay = Duration::from_millis(200);
         let mut last = None;
         for attempt in 1..=attempts.max(1) {
-            match builder.connect(&dest.alias).await {
+            match builder.connect_mux(&dest.alias).await {
                 Ok(session) => {
                     return Ok(Conn {
                         name: name.to_string(),
