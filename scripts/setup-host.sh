@@ -13,8 +13,8 @@ set -euo pipefail
 # podman+runc+catatonit: the local targets (catatonit is podman's --init); mmdebstrap: their image;
 # openssh-client: the control channel; openssh-server: the exe.dev stand-in of the tests (never started
 # as a service); curl, gcc, pkg-config, libseccomp-dev: obtaining agentsh (release download or cgo build);
-# python3: the stand-in's JSON.
-packages=(podman runc catatonit mmdebstrap openssh-client openssh-server curl gcc pkg-config libseccomp-dev python3)
+# python3: the stand-in's JSON; hyperfine: the driver bench's reference.
+packages=(podman runc catatonit mmdebstrap openssh-client openssh-server curl gcc pkg-config libseccomp-dev python3 python3-venv hyperfine)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -46,6 +46,15 @@ if ! printf '%s' "$want" | cmp -s - "$conf"; then
   mkdir -p /etc/containers
   printf '%s' "$want" >"$conf"
   echo "setup-host: wrote $conf"
+fi
+
+# An independent HdrHistogram reader (the Python package from PyPI) for the tests that check our
+# .hlog files open outside this harness; in a venv under the cache, keyed by nothing but its name.
+venv="${AGENTSH_BENCH_CACHE:-$HOME/.cache/agentsh-bench}/venv"
+if ! "$venv/bin/python" -c 'import hdrh' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q hdrhistogram
+  echo "setup-host: installed the hdrhistogram Python package in $venv"
 fi
 
 # The host's sshd is never started: targets are reached through `sshd -i` inside each container.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::cli::{Engine, ProviderKind, TargetArgs};
 use crate::commands;
@@ -77,6 +77,175 @@ pub async fn provision(sizes: &[u32], agentsh: &str, engine: Engine, runs: u32) 
         println!("target 8 ≤ 2 × 1: {:.2}× → {}", ratio, if ratio <= 2.0 { "met" } else { "NOT met" });
     }
     Ok(exit::OK)
+}
+
+/// The driver's own figures on one local target without agentsh (they do not depend on it):
+/// no-op capacity on one core, scheduling overhead against the `/bin/true` floor, the harness's
+/// `/bin/true` p50 against hyperfine's mean on the same target, and optionally RSS over a soak.
+pub async fn driver(rates: &[f64], duration: Duration, soak: Option<Duration>, engine: Engine) -> Result<u8> {
+    if rates.is_empty() || rates.iter().any(|r| !(*r > 0.0)) {
+        return Err(exit::usage("--rates must be positive ops/s"));
+    }
+    let args = TargetArgs {
+        vms: 1,
+        agentsh: "none".into(),
+        provider: ProviderKind::Local,
+        engine,
+        inventory: None,
+        exe_host: String::new(),
+        exe_ssh_config: None,
+        config: None,
+        policy: None,
+    };
+    let provider = commands::provider_for(&args)?;
+    let run = crate::provider::new_run_tag();
+    let result = driver_figures(&args, provider.as_ref(), &run, rates, duration, soak).await;
+    if let Err(e) = provider.destroy(Some(&run)).await {
+        eprintln!("warning: teardown of {run} failed: {e:#}");
+    }
+    result
+}
+
+async fn driver_figures(
+    args: &TargetArgs,
+    provider: &dyn crate::provider::Provider,
+    run: &str,
+    rates: &[f64],
+    duration: Duration,
+    soak: Option<Duration>,
+) -> Result<u8> {
+    use crate::schema::{Load, Plan};
+    let p = commands::provision(args, provider, run, None).await?;
+    let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
+    anyhow::ensure!(ready.len() == 1, "the bench target could not be provisioned");
+    let control_dir = crate::paths::runtime_dir().join(run);
+    let board = crate::progress::Board::new();
+    let dur_ms = duration.as_millis() as u64;
+
+    let one = |plan: Plan, launcher: &'static str| {
+        let (ready, control_dir, board, out) = (&ready, &control_dir, &board, p.dir.path.clone());
+        async move {
+            let mut r = crate::workload::remote::run_all(ready, &plan, launcher, control_dir, &out, board).await;
+            r.pop().context("no result")?
+        }
+    };
+
+    // No-op capacity, the driver pinned to one core.
+    let mut capacity = Vec::new();
+    for &rate in rates {
+        let mut plan = crate::workload::load("noop")?;
+        plan.name = format!("noop-{rate}");
+        plan.load = Load::Rate { ops_per_s: rate, workers: 4 };
+        plan.duration_ms = dur_ms;
+        let t = one(plan, "taskset -c 0").await?;
+        capacity.push((rate, t));
+    }
+    // The exec floor: sequential /bin/true through the driver, then hyperfine on the same target.
+    let mut plan = crate::workload::load("true")?;
+    plan.duration_ms = dur_ms;
+    let floor = one(plan, "taskset -c 0").await?;
+    let conn = crate::control::Conn::connect("bench/observe", &ready[0].target.observe, &control_dir, 6).await?;
+    let hyperfine = std::fs::read("/usr/bin/hyperfine").context("reading /usr/bin/hyperfine (scripts/setup-host.sh installs it)")?;
+    conn.upload(&hyperfine, "/usr/local/bin/hyperfine", 0o755, Duration::from_secs(60)).await?;
+    let hf = conn
+        .run(
+            "taskset -c 0 hyperfine -N --style none --warmup 100 --runs 2000 --export-json /tmp/hf.json /bin/true >/dev/null && cat /tmp/hf.json",
+            Duration::from_secs(300),
+        )
+        .await?;
+    anyhow::ensure!(hf.ok(), "hyperfine failed on the target: {}", hf.describe());
+    let hf: serde_json::Value = serde_json::from_str(&hf.stdout).context("hyperfine's JSON")?;
+    let hf_mean_us = hf["results"][0]["mean"].as_f64().context("hyperfine mean")? * 1e6;
+    let hf_median_us = hf["results"][0]["median"].as_f64().context("hyperfine median")? * 1e6;
+
+    let us = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64;
+    let true_p50 = us(&floor.totals[0].service, 0.5);
+    println!("\ndriver capacity (no-op ops, driver pinned to one core, 4 workers, {} s each)", duration.as_secs());
+    println!("{:>10} {:>12} {:>8} {:>12} {:>12} {:>12}", "asked/s", "achieved/s", "late %", "resp p50 µs", "resp p99 µs", "svc p50 µs");
+    for (rate, t) in &capacity {
+        let o = &t.totals[0];
+        println!(
+            "{:>10.0} {:>12.0} {:>8.2} {:>12.0} {:>12.0} {:>12.0}",
+            rate,
+            o.ops_per_s(),
+            100.0 * o.late as f64 / o.count.max(1) as f64,
+            us(&o.response, 0.5),
+            us(&o.response, 0.99),
+            us(&o.service, 0.5)
+        );
+    }
+    let first = &capacity[0].1.totals[0];
+    let overhead = us(&first.response, 0.5) / true_p50;
+    println!(
+        "scheduling overhead: no-op response p50 {:.0} µs at {:.0}/s = {:.2}% of the /bin/true p50 ({:.0} µs) → target ≤ 2%: {}",
+        us(&first.response, 0.5),
+        capacity[0].0,
+        overhead * 100.0,
+        true_p50,
+        if overhead <= 0.02 { "met" } else { "NOT met" }
+    );
+    let ratio = true_p50 / hf_mean_us;
+    println!(
+        "/bin/true on the target: harness p50 {:.0} µs, hyperfine mean {:.0} µs (median {:.0} µs): {:.3}× → within 10%: {}",
+        true_p50,
+        hf_mean_us,
+        hf_median_us,
+        ratio,
+        if (ratio - 1.0).abs() <= 0.10 { "met" } else { "NOT met" }
+    );
+    let achieved = capacity.iter().map(|(_, t)| t.totals[0].ops_per_s()).fold(0.0, f64::max);
+    println!("no-op capacity: {achieved:.0} ops/s on one core → ≥ 20000: {}", if achieved >= 20000.0 { "met" } else { "NOT met" });
+
+    if let Some(soak) = soak {
+        let mut plan = crate::workload::load("exec-mix")?;
+        plan.duration_ms = soak.as_millis() as u64;
+        let minute = Duration::from_secs(60).min(soak / 4);
+        let sampler = RssTimeline::start(minute);
+        let t = one(plan, "").await?;
+        let (early, late) = sampler.stop();
+        println!(
+            "soak {} s exec-mix: driver RSS first interval {} kB, last {} kB; controller RSS peak in the first {} s {:.1} MiB, in the last {:.1} MiB",
+            soak.as_secs(),
+            t.finished.rss_kb_first,
+            t.finished.rss_kb_last,
+            minute.as_secs(),
+            early as f64 / 1048576.0,
+            late as f64 / 1048576.0
+        );
+    }
+    println!("results: {}", p.dir.path.display());
+    Ok(exit::OK)
+}
+
+/// Controller RSS peaks in the first and in the last `window` of a run (one sample a second).
+struct RssTimeline {
+    samples: Arc<std::sync::Mutex<Vec<(Instant, u64)>>>,
+    task: tokio::task::JoinHandle<()>,
+    window: Duration,
+}
+
+impl RssTimeline {
+    fn start(window: Duration) -> RssTimeline {
+        let samples: Arc<std::sync::Mutex<Vec<(Instant, u64)>>> = Arc::default();
+        let s = samples.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Ok(mut v) = s.lock() {
+                    v.push((Instant::now(), current_rss()));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        RssTimeline { samples, task, window }
+    }
+
+    fn stop(self) -> (u64, u64) {
+        self.task.abort();
+        let v = self.samples.lock().map(|v| v.clone()).unwrap_or_default();
+        let (Some(start), Some(end)) = (v.first().map(|x| x.0), v.last().map(|x| x.0)) else { return (0, 0) };
+        let peak = |f: &dyn Fn(Instant) -> bool| v.iter().filter(|(t, _)| f(*t)).map(|x| x.1).max().unwrap_or(0);
+        (peak(&|t| t <= start + self.window), peak(&|t| t + self.window >= end))
+    }
 }
 
 /// Samples this process's resident set every 50 ms; keeps the maximum.

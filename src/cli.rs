@@ -22,8 +22,24 @@ pub struct Cli {
     /// Results directory for this run (default: results/<run-id>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkloadArgs {
+    /// Workload to run on every target after provisioning: a name from scenarios/workloads/, a
+    /// path to a .toml, or none.
+    #[arg(long, default_value = "none", value_name = "NAME")]
+    pub workload: String,
+    /// Override the workload's measured duration (e.g. 30s, 10m).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub duration: Option<std::time::Duration>,
+    /// Override the workload's rate (ops/s, open-loop workloads only).
+    #[arg(long, value_name = "OPS_PER_S")]
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +150,9 @@ pub enum Command {
         #[arg(default_value = crate::agentsh::DEFAULT_VERSION)]
         spec: String,
     },
+    /// The on-target driver: reads a plan on stdin, streams records on stdout (run by the harness).
+    #[command(hide = true)]
+    Driver,
     /// Benchmarks that print ratios measured side by side in one run.
     Bench {
         #[command(subcommand)]
@@ -143,6 +162,21 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchKind {
+    /// The driver on one local target: no-op capacity on one core, scheduling overhead against the
+    /// /bin/true floor, the harness's /bin/true p50 against hyperfine's mean, and RSS over a soak.
+    Driver {
+        /// No-op rates to try (ops/s).
+        #[arg(long, value_delimiter = ',', default_value = "20000,40000")]
+        rates: Vec<f64>,
+        /// Length of each measurement.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        duration: std::time::Duration,
+        /// Also run exec-mix this long and compare driver and controller RSS early and late.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        soak: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value_t = Engine::Podman)]
+        engine: Engine,
+    },
     /// Wall time to provision 1, 4 and 8 local targets (one-time builds excluded), controller RSS.
     Provision {
         /// Target counts to measure, in order.

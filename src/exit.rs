@@ -3,7 +3,6 @@
 //! 3 bad usage.
 
 pub const OK: u8 = 0;
-#[allow(dead_code)] // used once verdicts land (the suite issue)
 pub const REGRESSION: u8 = 1;
 pub const INFRA: u8 = 2;
 pub const USAGE: u8 = 3;

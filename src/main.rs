@@ -12,8 +12,12 @@ mod exit;
 mod paths;
 mod progress;
 mod provider;
+mod driver;
 mod provision;
 mod record;
+mod report;
+mod schema;
+mod workload;
 
 use std::process::ExitCode;
 
@@ -33,6 +37,17 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.global.verbose);
+
+    // The driver is plain threads with its own clock; it needs no async runtime.
+    if matches!(cli.command, Some(cli::Command::Driver)) {
+        return match driver::main() {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => {
+                eprintln!("driver: {e:#}");
+                ExitCode::from(exit::INFRA)
+            }
+        };
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

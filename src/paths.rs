@@ -20,14 +20,23 @@ pub fn cache_dir() -> Result<PathBuf> {
 /// The repository's `assets/` folder: `$AGENTSH_BENCH_ASSETS`, else `./assets`, else the one this
 /// binary was built from (so `cargo run` from anywhere in the checkout finds it).
 pub fn assets_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("AGENTSH_BENCH_ASSETS") {
+    repo_dir("AGENTSH_BENCH_ASSETS", "assets")
+}
+
+/// The repository's `scenarios/` folder, found the same way (`$AGENTSH_BENCH_SCENARIOS`).
+pub fn scenarios_dir() -> PathBuf {
+    repo_dir("AGENTSH_BENCH_SCENARIOS", "scenarios")
+}
+
+fn repo_dir(var: &str, name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
         return PathBuf::from(p);
     }
-    let here = PathBuf::from("assets");
+    let here = PathBuf::from(name);
     if here.is_dir() {
         return here;
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name)
 }
 
 /// Short runtime directory for SSH control sockets: a unix socket path must stay under 108 bytes.

@@ -7,16 +7,18 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::agentsh::{self, Artifact, Spec};
-use crate::cli::{BenchKind, Cli, Command, Engine, ProviderKind, TargetArgs};
+use crate::cli::{BenchKind, Cli, Command, Engine, ProviderKind, TargetArgs, WorkloadArgs};
 use crate::exit;
 use crate::progress::Board;
 use crate::provider::{self, Provider, ProviderOpts};
-use crate::provision::{self, Failed, Outcome, Plan};
+use crate::provision::{self, Failed, Outcome, Setup};
 use crate::record::RunDir;
+use crate::schema::Plan;
 
 pub async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
-        None => main_job(&cli.targets, cli.out.as_deref(), cli.keep).await,
+        None => main_job(&cli.targets, &cli.workload, cli.out.as_deref(), cli.keep).await,
+        Some(Command::Driver) => unreachable!("the driver runs before the async runtime starts"),
         Some(Command::Up { targets, out }) => up(&targets, out.as_deref()).await,
         Some(Command::Down { run, provider, engine, exe_host, exe_ssh_config }) => {
             let p = control_only(provider, engine, &exe_host, exe_ssh_config.as_deref())?;
@@ -41,6 +43,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Some(Command::Bench { which: BenchKind::Provision { sizes, agentsh, engine, runs } }) => {
             crate::bench::provision(&sizes, &agentsh, engine, runs).await
+        }
+        Some(Command::Bench { which: BenchKind::Driver { rates, duration, soak, engine } }) => {
+            crate::bench::driver(&rates, duration, soak, engine).await
         }
     }
 }
@@ -88,7 +93,7 @@ pub async fn provision(args: &TargetArgs, provider: &dyn Provider, run: &str, ou
     let dir = RunDir::create(out, run)?;
     let state_dir = crate::paths::cache_dir()?.join("runs").join(run);
     let control_dir = crate::paths::runtime_dir().join(run);
-    let plan = Arc::new(Plan::new(artifact.clone(), assets, control_dir)?);
+    let setup = Arc::new(Setup::new(artifact.clone(), assets, control_dir)?);
     let board = Board::new();
     board.println(&format!(
         "run {run}: {} × {} target(s), agentsh {}",
@@ -117,7 +122,7 @@ pub async fn provision(args: &TargetArgs, provider: &dyn Provider, run: &str, ou
             }
         }
     }
-    outcomes.extend(provision::all(targets, plan.clone(), &dir.path, &board).await);
+    outcomes.extend(provision::all(targets, setup.clone(), &dir.path, &board).await);
     let t_provision = t0.elapsed().as_secs_f64();
 
     dir.write_targets(&outcomes)?;
@@ -130,8 +135,8 @@ pub async fn provision(args: &TargetArgs, provider: &dyn Provider, run: &str, ou
             "vms": args.vms,
             "agentsh_spec": args.agentsh,
             "artifact": artifact,
-            "config_source": plan.assets.config_source,
-            "policy_source": plan.assets.policy_source,
+            "config_source": setup.assets.config_source,
+            "policy_source": setup.assets.policy_source,
             "seconds": { "artifact": t_artifact, "prepare": t_prepare, "create_and_provision": t_provision },
             "targets": outcomes.iter().map(|o| match o {
                 Ok(r) => serde_json::json!({"name": r.target.name, "status": "ready", "agentsh_version": r.agentsh_version, "seconds": r.seconds, "steps": r.steps, "ssh": r.target.ssh.hint()}),
@@ -143,11 +148,32 @@ pub async fn provision(args: &TargetArgs, provider: &dyn Provider, run: &str, ou
     Ok(Provisioned { dir, outcomes })
 }
 
-/// The main job: provision, check readiness, tear down. (The suite and workloads come next.)
-async fn main_job(args: &TargetArgs, out: Option<&Path>, keep: bool) -> Result<u8> {
+/// The workload plan of a run, loaded and checked before anything is provisioned.
+pub fn workload_plan(w: &WorkloadArgs) -> Result<Option<Plan>> {
+    if w.workload == "none" {
+        if w.duration.is_some() || w.rate.is_some() {
+            return Err(exit::usage("--duration and --rate go with --workload NAME"));
+        }
+        return Ok(None);
+    }
+    let plan = crate::workload::load(&w.workload)?;
+    crate::workload::with_overrides(plan, w.duration, w.rate).map(Some)
+}
+
+/// The main job: provision, check readiness, run the workload if one is named, tear down.
+/// (The security suite comes with the suite issue.)
+async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep: bool) -> Result<u8> {
+    let plan = workload_plan(w)?;
     let provider = provider_for(args)?;
     let run = provider::new_run_tag();
-    let job = provision(args, provider.as_ref(), &run, out);
+    let job = async {
+        let p = provision(args, provider.as_ref(), &run, out).await?;
+        let code = match &plan {
+            Some(plan) => run_workload(&p, plan, &run).await?,
+            None => exit::OK,
+        };
+        Ok::<_, anyhow::Error>((p, code))
+    };
     let result = tokio::select! {
         r = job => Some(r),
         _ = tokio::signal::ctrl_c() => None,
@@ -160,13 +186,50 @@ async fn main_job(args: &TargetArgs, out: Option<&Path>, keep: bool) -> Result<u
         eprintln!("interrupted: targets of run {run} destroyed");
         return Ok(130);
     };
-    let p = result?;
+    let (p, workload_code) = result?;
     let ready = provision::ready_count(&p.outcomes);
     println!("{ready}/{} target(s) ready; results in {}", p.outcomes.len(), p.dir.path.display());
     if keep {
         println!("kept: `agentsh-bench down --run {run}` removes them");
     }
-    Ok(if ready == p.outcomes.len() { exit::OK } else { exit::INFRA })
+    Ok(if ready < p.outcomes.len() { exit::INFRA } else { workload_code })
+}
+
+/// Runs the workload on every ready target at once; writes latency.csv, histograms/ and
+/// workload.json. Exit 1 when an op decided wrongly, 2 when a target's driver failed.
+async fn run_workload(p: &Provisioned, plan: &Plan, run: &str) -> Result<u8> {
+    let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
+    let board = Board::new();
+    board.println(&format!("workload {} on {} target(s): {:?}, {} s", plan.name, ready.len(), plan.load, plan.duration_ms / 1000));
+    let control_dir = crate::paths::runtime_dir().join(run);
+    let results = crate::workload::remote::run_all(&ready, plan, "", &control_dir, &p.dir.path, &board).await;
+    let mut rows = Vec::new();
+    let mut failed = 0;
+    let mut per_target = Vec::new();
+    for r in results {
+        match r {
+            Ok(t) => {
+                per_target.push(serde_json::json!({"target": t.target, "finished": t.finished}));
+                rows.extend(t.totals);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("workload failed: {e:#}");
+            }
+        }
+    }
+    crate::report::write_latency_csv(&p.dir.path.join("latency.csv"), &rows)?;
+    p.dir.write_json("workload.json", &serde_json::json!({"plan": plan, "targets": per_target}))?;
+    crate::report::print_summary(&rows);
+    let wrong: u64 = rows.iter().map(|r| r.wrong).sum();
+    Ok(if failed > 0 {
+        exit::INFRA
+    } else if wrong > 0 {
+        eprintln!("{wrong} wrong decision(s) under load (see workload.json for samples)");
+        exit::REGRESSION
+    } else {
+        exit::OK
+    })
 }
 
 async fn up(args: &TargetArgs, out: Option<&Path>) -> Result<u8> {

@@ -150,6 +150,47 @@ impl Conn {
         })
     }
 
+    /// Runs `cmd` with `stdin`, handing each stdout line to `on_line` as it arrives (the driver's
+    /// records); stderr is collected. Returns the exit status and stderr (stdout left empty).
+    pub async fn stream(
+        &self,
+        cmd: &str,
+        stdin: &[u8],
+        timeout: Duration,
+        mut on_line: impl FnMut(&str) -> Result<()>,
+    ) -> Result<CmdOutput> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+        let _permit = self.channels.acquire().await.context("channel limiter closed")?;
+        let start = Instant::now();
+        let fut = async {
+            let mut command = self.session.raw_command(cmd);
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            let mut child = command.spawn().await?;
+            let mut pipe = child.stdin().take().ok_or_else(|| anyhow!("stdin pipe missing"))?;
+            pipe.write_all(stdin).await.context("streaming stdin")?;
+            pipe.shutdown().await?;
+            drop(pipe);
+            let mut err_pipe = child.stderr().take().ok_or_else(|| anyhow!("stderr pipe missing"))?;
+            let stderr_task = tokio::spawn(async move {
+                let mut s = String::new();
+                let _ = err_pipe.read_to_string(&mut s).await;
+                s
+            });
+            let out_pipe = child.stdout().take().ok_or_else(|| anyhow!("stdout pipe missing"))?;
+            let mut lines = BufReader::new(out_pipe).lines();
+            while let Some(line) = lines.next_line().await.context("reading remote stdout")? {
+                on_line(&line)?;
+            }
+            let status = child.wait().await?;
+            let stderr = stderr_task.await.unwrap_or_default();
+            Ok::<_, anyhow::Error>((status, stderr))
+        };
+        let (status, stderr) = tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| anyhow!("{}: `{}` timed out after {:?}", self.name, short(cmd), timeout))??;
+        Ok(CmdOutput { code: status.code(), stdout: String::new(), stderr, elapsed: start.elapsed() })
+    }
+
     /// Writes `data` to `path` atomically (temp file + rename) by streaming it over stdin, so it
     /// works where there is no scp/sftp. The parent directory is created.
     pub async fn upload(&self, data: &[u8], path: &str, mode: u32, timeout: Duration) -> Result<()> {

@@ -5,6 +5,8 @@
 pub mod assets;
 mod steps;
 
+pub use steps::DRIVER_PATH;
+
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -22,7 +24,7 @@ use crate::provider::Target;
 pub const OBSERVER_USER: &str = "abench-obs";
 
 /// What every target gets.
-pub struct Plan {
+pub struct Setup {
     pub artifact: Option<Artifact>,
     pub assets: assets::Assets,
     /// This binary, installed as the on-target driver, and its sha256 (to skip a re-upload).
@@ -31,12 +33,12 @@ pub struct Plan {
     pub control_dir: PathBuf,
 }
 
-impl Plan {
-    pub fn new(artifact: Option<Artifact>, assets: assets::Assets, control_dir: PathBuf) -> Result<Plan> {
+impl Setup {
+    pub fn new(artifact: Option<Artifact>, assets: assets::Assets, control_dir: PathBuf) -> Result<Setup> {
         let exe = std::env::current_exe().context("locating this binary")?;
         let driver = std::fs::read(&exe).with_context(|| format!("reading {}", exe.display()))?;
         let driver_sha = hex::encode(Sha256::digest(&driver));
-        Ok(Plan { artifact, assets, driver, driver_sha, control_dir })
+        Ok(Setup { artifact, assets, driver, driver_sha, control_dir })
     }
 }
 
@@ -62,13 +64,13 @@ pub struct Failed {
 pub type Outcome = std::result::Result<Ready, Failed>;
 
 /// Provisions every target concurrently.
-pub async fn all(targets: Vec<Target>, plan: Arc<Plan>, out: &Path, board: &Board) -> Vec<Outcome> {
+pub async fn all(targets: Vec<Target>, setup: Arc<Setup>, out: &Path, board: &Board) -> Vec<Outcome> {
     let jobs = targets.into_iter().map(|t| {
-        let plan = plan.clone();
+        let setup = setup.clone();
         let dir = out.join("targets").join(&t.name);
         let line = board.line(&t.name);
         async move {
-            let outcome = one(t, &plan, &dir, &line).await;
+            let outcome = one(t, &setup, &dir, &line).await;
             match &outcome {
                 Ok(r) => line.finish(true, &ready_summary(r)),
                 Err(f) => line.finish(false, &format!("at step {}: {}", f.step, first_line(&f.error))),
@@ -92,7 +94,7 @@ fn first_line(s: &str) -> &str {
 
 /// Per-target context passed to every step.
 pub struct Ctx<'a> {
-    pub plan: &'a Plan,
+    pub setup: &'a Setup,
     pub dir: &'a Path,
     pub log: std::sync::Mutex<std::fs::File>,
 }
@@ -106,7 +108,7 @@ impl Ctx<'_> {
     }
 }
 
-async fn one(target: Target, plan: &Plan, dir: &Path, line: &crate::progress::Line) -> Outcome {
+async fn one(target: Target, setup: &Setup, dir: &Path, line: &crate::progress::Line) -> Outcome {
     let started = Instant::now();
     let fail = |step: &str, e: anyhow::Error, target: &Target| Failed {
         name: target.name.clone(),
@@ -122,7 +124,7 @@ async fn one(target: Target, plan: &Plan, dir: &Path, line: &crate::progress::Li
         Ok(f) => f,
         Err(e) => return Err(fail("results", e.into(), &target)),
     };
-    let ctx = Ctx { plan, dir, log: std::sync::Mutex::new(log) };
+    let ctx = Ctx { setup, dir, log: std::sync::Mutex::new(log) };
     let mut timings = Vec::new();
 
     macro_rules! step {
@@ -145,13 +147,13 @@ async fn one(target: Target, plan: &Plan, dir: &Path, line: &crate::progress::Li
         }};
     }
 
-    let conn: Conn = step!("connect", Conn::connect(&target.name, &target.ssh, &plan.control_dir, 12));
+    let conn: Conn = step!("connect", Conn::connect(&target.name, &target.ssh, &setup.control_dir, 12));
     step!("packages", steps::packages(&ctx, &conn));
     step!("observer", steps::observer(&ctx, &conn));
     let observe: Conn =
-        step!("observer-connect", Conn::connect(&format!("{}/observe", target.name), &target.observe, &plan.control_dir, 6));
+        step!("observer-connect", Conn::connect(&format!("{}/observe", target.name), &target.observe, &setup.control_dir, 6));
     step!("driver", steps::driver(&ctx, &conn));
-    let agentsh_version = match &plan.artifact {
+    let agentsh_version = match &setup.artifact {
         None => {
             step!("readiness", steps::readiness_without_agentsh(&ctx, &conn, &observe));
             None

@@ -64,12 +64,12 @@ pub async fn observer(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
 /// This binary as the on-target driver; skipped when the same bytes are already there.
 pub async fn driver(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
     let have = run_logged(ctx, conn, &format!("sha256sum {DRIVER_PATH} 2>/dev/null"), QUICK).await?;
-    if have.stdout.split_whitespace().next() == Some(ctx.plan.driver_sha.as_str()) {
+    if have.stdout.split_whitespace().next() == Some(ctx.setup.driver_sha.as_str()) {
         ctx.log("driver already current");
         return Ok(());
     }
-    ctx.log(&format!("uploading driver ({} bytes)", ctx.plan.driver.len()));
-    conn.upload(&ctx.plan.driver, DRIVER_PATH, 0o755, SLOW).await?;
+    ctx.log(&format!("uploading driver ({} bytes)", ctx.setup.driver.len()));
+    conn.upload(&ctx.setup.driver, DRIVER_PATH, 0o755, SLOW).await?;
     let v = check_logged(ctx, conn, &format!("{DRIVER_PATH} --version"), QUICK).await?;
     if !v.contains("agentsh-bench") {
         bail!("the uploaded driver does not run: {v}");
@@ -98,8 +98,8 @@ pub async fn assets(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
         QUICK,
     )
     .await?;
-    conn.upload(&ctx.plan.assets.config, "/etc/agentsh/config.yaml", 0o644, QUICK).await?;
-    conn.upload(&ctx.plan.assets.policy, "/etc/agentsh/policies/default.yaml", 0o644, QUICK).await?;
+    conn.upload(&ctx.setup.assets.config, "/etc/agentsh/config.yaml", 0o644, QUICK).await?;
+    conn.upload(&ctx.setup.assets.policy, "/etc/agentsh/policies/default.yaml", 0o644, QUICK).await?;
     check_logged(
         ctx,
         conn,

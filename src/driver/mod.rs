@@ -1,0 +1,303 @@
+//! The on-target driver (`agentsh-bench driver`, hidden): reads a [`Plan`] on stdin, runs it on
+//! this machine at a controlled rate, and streams [`Record`]s on stdout.
+//!
+//! Three kinds of thread: one **dispatcher** computes intended start times itself (wrk2's lesson:
+//! no timer that bursts to catch up) and queues jobs; **workers** run them; the **recorder** (the
+//! calling thread) keeps one response-time and one service-time histogram per op for the current
+//! interval only, so memory stays flat however long the run.
+
+mod fixture;
+mod ops;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossbeam_channel as chan;
+
+use crate::schema::{self, Finished, Interval, Load, Plan, Record};
+
+/// A queued operation.
+struct Job {
+    op: usize,
+    intended: Instant,
+}
+
+/// A finished operation, as the recorder sees it.
+pub struct Done {
+    op: usize,
+    intended: Instant,
+    started: Instant,
+    ended: Instant,
+    outcome: ops::Outcome,
+}
+
+pub fn main() -> Result<()> {
+    let plan: Plan = serde_json::from_reader(std::io::stdin().lock()).context("reading the plan from stdin")?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if let Err(e) = run(&plan, &mut out) {
+        let _ = emit(&mut out, &Record::Fatal { message: format!("{e:#}") });
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn emit(out: &mut impl Write, r: &Record) -> Result<()> {
+    serde_json::to_writer(&mut *out, r)?;
+    out.write_all(b"\n")?;
+    // One record per line, flushed: the controller sees each interval as it closes.
+    out.flush()?;
+    Ok(())
+}
+
+pub fn run(plan: &Plan, out: &mut impl Write) -> Result<()> {
+    let fixture = fixture::Fixture::start().context("starting the loopback fixture")?;
+    let runner = ops::Runner::new(plan, fixture.port())?;
+    let workers = plan.load.workers().max(1);
+    let t0 = Instant::now();
+    let epoch_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    emit(out, &Record::Started { epoch_ms, ops: plan.ops.iter().map(|o| o.name.clone()).collect(), workers })?;
+
+    let measure_from = t0 + Duration::from_millis(plan.warmup_ms);
+    let end = measure_from + Duration::from_millis(plan.duration_ms);
+    let (done_tx, done_rx) = chan::bounded::<Done>(4096);
+
+    std::thread::scope(|s| -> Result<()> {
+        let runner = &runner;
+        match plan.load {
+            Load::Rate { ops_per_s, .. } => {
+                // The queue is unbounded on purpose: when workers fall behind, jobs wait and their
+                // response time grows from the intended start, which is what must be seen.
+                let (job_tx, job_rx) = chan::unbounded::<Job>();
+                let weights: Vec<u32> = plan.ops.iter().map(|o| o.weight).collect();
+                s.spawn(move || dispatch(&weights, ops_per_s, t0, end, job_tx));
+                for w in 0..workers {
+                    let (rx, tx) = (job_rx.clone(), done_tx.clone());
+                    s.spawn(move || {
+                        for job in rx {
+                            let started = Instant::now();
+                            let outcome = runner.run(job.op, w);
+                            let _ = tx.send(Done { op: job.op, intended: job.intended, started, ended: Instant::now(), outcome });
+                        }
+                    });
+                }
+            }
+            Load::Concurrency { .. } => {
+                for w in 0..workers {
+                    let tx = done_tx.clone();
+                    let weights: Vec<u32> = plan.ops.iter().map(|o| o.weight).collect();
+                    s.spawn(move || {
+                        let mut pick = Picker::new(&weights, w);
+                        while Instant::now() < end {
+                            let op = pick.next();
+                            let started = Instant::now();
+                            let outcome = runner.run(op, w);
+                            let _ = tx.send(Done { op, intended: started, started, ended: Instant::now(), outcome });
+                        }
+                    });
+                }
+            }
+        }
+        drop(done_tx);
+        record(plan, t0, measure_from, end, &done_rx, out)
+    })
+}
+
+/// Queues a job at each intended start time `t0 + i / rate` until `end`. It sleeps until the next
+/// one is due and then queues everything due, so a late wake-up delays jobs (and shows in their
+/// response times) but never drops or bunches the schedule.
+fn dispatch(weights: &[u32], rate: f64, t0: Instant, end: Instant, tx: chan::Sender<Job>) {
+    let mut pick = Picker::new(weights, 0);
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let mut i: u32 = 0;
+    let mut next = t0;
+    loop {
+        if next >= end {
+            return;
+        }
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+            continue;
+        }
+        while next <= now && next < end {
+            if tx.send(Job { op: pick.next(), intended: next }).is_err() {
+                return;
+            }
+            i = i.wrapping_add(1);
+            // From t0 each time, so rounding does not accumulate.
+            next = t0 + period.mul_f64(f64::from(i));
+            if i == 0 {
+                return; // 2^32 ops: far beyond any plan; stop rather than wrap the schedule.
+            }
+        }
+    }
+}
+
+/// Smooth weighted round-robin (nginx's): every op gets exactly its share, evenly spread, with no
+/// randomness to make two runs differ. `offset` staggers closed-loop workers.
+struct Picker {
+    weights: Vec<i64>,
+    current: Vec<i64>,
+    total: i64,
+}
+
+impl Picker {
+    fn new(weights: &[u32], offset: usize) -> Picker {
+        let weights: Vec<i64> = weights.iter().map(|&w| i64::from(w)).collect();
+        let total = weights.iter().sum();
+        let mut p = Picker { current: vec![0; weights.len()], weights, total };
+        for _ in 0..offset % p.weights.len().max(1) {
+            p.next();
+        }
+        p
+    }
+
+    fn next(&mut self) -> usize {
+        let mut best = 0;
+        for (i, w) in self.weights.iter().enumerate() {
+            self.current[i] += w;
+            if self.current[i] > self.current[best] {
+                best = i;
+            }
+        }
+        self.current[best] -= self.total;
+        best
+    }
+}
+
+/// Per-op state of the current interval.
+struct OpInterval {
+    response: hdrhistogram::Histogram<u64>,
+    service: hdrhistogram::Histogram<u64>,
+    count: u64,
+    wrong: u64,
+    late: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+impl OpInterval {
+    fn new() -> OpInterval {
+        OpInterval {
+            response: schema::new_histogram(),
+            service: schema::new_histogram(),
+            count: 0,
+            wrong: 0,
+            late: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+}
+
+fn record(plan: &Plan, t0: Instant, from: Instant, end: Instant, rx: &chan::Receiver<Done>, out: &mut impl Write) -> Result<()> {
+    let interval = Duration::from_millis(plan.interval_ms.max(1));
+    let late_after = Duration::from_micros(plan.late_after_us);
+    let mut cur: Vec<OpInterval> = plan.ops.iter().map(|_| OpInterval::new()).collect();
+    let mut boundary = from + interval;
+    let mut finished = Finished::default();
+    let mut samples: BTreeMap<String, Vec<String>> = BTreeMap::new();
+
+    let flush = |cur: &mut Vec<OpInterval>, start: Instant, len: Duration, out: &mut dyn Write, fin: &mut Finished| -> Result<()> {
+        for (spec, st) in plan.ops.iter().zip(cur.iter_mut()) {
+            let r = Record::Interval(Interval {
+                op: spec.name.clone(),
+                start_ms: (start - t0).as_millis() as u64,
+                length_ms: len.as_millis() as u64,
+                count: st.count,
+                wrong: st.wrong,
+                errors: std::mem::take(&mut st.errors),
+                late: st.late,
+                response: schema::encode_histogram(&st.response)?,
+                service: schema::encode_histogram(&st.service)?,
+            });
+            serde_json::to_writer(&mut *out, &r)?;
+            out.write_all(b"\n")?;
+            *st = OpInterval::new();
+        }
+        out.flush()?;
+        let rss = crate::bench::current_rss() / 1024;
+        if fin.rss_kb_first == 0 {
+            fin.rss_kb_first = rss;
+        }
+        fin.rss_kb_last = rss;
+        Ok(())
+    };
+
+    loop {
+        // Past the end, only stragglers remain: wait for them without spinning.
+        let deadline = if boundary <= end { boundary } else { Instant::now() + Duration::from_millis(100) };
+        let msg = rx.recv_deadline(deadline);
+        let now = Instant::now();
+        match msg {
+            Ok(d) => {
+                // An op is reported in the interval in which it completes (as HdrHistogram's
+                // interval recorders do), and only if it was meant to start in the measured window.
+                if d.intended >= from && d.intended < end {
+                    finished.completed += 1;
+                    let st = &mut cur[d.op];
+                    st.count += 1;
+                    let resp = (d.ended - d.intended).as_micros().max(1) as u64;
+                    let svc = (d.ended - d.started).as_micros().max(1) as u64;
+                    let _ = st.response.record(resp);
+                    let _ = st.service.record(svc);
+                    if d.started.saturating_duration_since(d.intended) > late_after {
+                        st.late += 1;
+                    }
+                    let sample = match d.outcome {
+                        ops::Outcome::Ok => None,
+                        ops::Outcome::Wrong(why) => {
+                            st.wrong += 1;
+                            Some(format!("wrong: {why}"))
+                        }
+                        ops::Outcome::Error { kind, detail } => {
+                            *st.errors.entry(kind.to_string()).or_default() += 1;
+                            Some(format!("{kind}: {detail}"))
+                        }
+                    };
+                    if let Some(s) = sample {
+                        let v = samples.entry(plan.ops[d.op].name.clone()).or_default();
+                        if v.len() < 5 {
+                            v.push(s);
+                        }
+                    }
+                }
+            }
+            Err(chan::RecvTimeoutError::Disconnected) => {
+                // Everything is in: close the last interval if anything landed in it (a partial
+                // one, or the stragglers that finished after the end).
+                let start = boundary - interval;
+                if cur.iter().any(|c| c.count > 0) {
+                    let len = now.saturating_duration_since(start).max(Duration::from_millis(1));
+                    flush(&mut cur, start, len, out, &mut finished)?;
+                }
+                break;
+            }
+            Err(chan::RecvTimeoutError::Timeout) => {}
+        }
+        while Instant::now() >= boundary && boundary <= end {
+            flush(&mut cur, boundary - interval, interval, out, &mut finished)?;
+            boundary += interval;
+        }
+    }
+    finished.measured_ms = plan.duration_ms;
+    finished.samples = samples;
+    emit(out, &Record::Finished(finished))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picker_gives_exact_shares_evenly() {
+        let mut p = Picker::new(&[5, 1, 2], 0);
+        let seq: Vec<usize> = (0..8).map(|_| p.next()).collect();
+        assert_eq!(seq.iter().filter(|&&i| i == 0).count(), 5);
+        assert_eq!(seq.iter().filter(|&&i| i == 1).count(), 1);
+        assert_eq!(seq.iter().filter(|&&i| i == 2).count(), 2);
+        // Evenly spread: op 0 never runs more than twice in a row with these weights.
+        assert!(!seq.windows(3).any(|w| w == [0, 0, 0]), "{seq:?}");
+    }
+}

@@ -1,0 +1,202 @@
+//! Running one operation and judging its outcome: an op that could not run is an error (by kind);
+//! an op that ran but did not produce what its expectation says is a wrong decision.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::schema::{Expect, OpKind, OpSpec, Plan};
+
+pub enum Outcome {
+    Ok,
+    Wrong(String),
+    Error { kind: &'static str, detail: String },
+}
+
+fn error(kind: &'static str, detail: impl std::fmt::Display) -> Outcome {
+    Outcome::Error { kind, detail: detail.to_string() }
+}
+
+pub struct Runner {
+    ops: Vec<OpSpec>,
+    fixture_port: u16,
+    workspace: PathBuf,
+    watchdog: Watchdog,
+}
+
+impl Runner {
+    pub fn new(plan: &Plan, fixture_port: u16) -> Result<Runner> {
+        let workspace = PathBuf::from(&plan.workspace);
+        std::fs::create_dir_all(&workspace).with_context(|| format!("creating workspace {}", workspace.display()))?;
+        Ok(Runner { ops: plan.ops.clone(), fixture_port, workspace, watchdog: Watchdog::start() })
+    }
+
+    pub fn run(&self, op: usize, worker: usize) -> Outcome {
+        match &self.ops[op].kind {
+            OpKind::Noop => Outcome::Ok,
+            OpKind::Exec { argv, expect, timeout_ms } => self.exec(argv, expect, Duration::from_millis(*timeout_ms)),
+            OpKind::FileCycle { bytes } => self.file_cycle(worker, *bytes),
+            OpKind::HttpGet { path, expect_status } => self.http_get(path, *expect_status),
+        }
+    }
+
+    fn exec(&self, argv: &[String], expect: &Expect, timeout: Duration) -> Outcome {
+        let child = match Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => return error("spawn", format!("{}: {e}", argv[0])),
+        };
+        let guard = self.watchdog.watch(child.id(), timeout);
+        let out = child.wait_with_output();
+        let timed_out = guard.finish();
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => return error("wait", e),
+        };
+        if timed_out {
+            return error("timeout", format!("{} killed after {timeout:?}", argv.join(" ")));
+        }
+        let code = out.status.code();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if code != Some(expect.exit) {
+            return Outcome::Wrong(format!("exit {code:?}, expected {}; stderr: {}", expect.exit, stderr.trim()));
+        }
+        if let Some(want) = &expect.stdout_contains {
+            if !stdout.contains(want.as_str()) {
+                return Outcome::Wrong(format!("stdout lacks {want:?}: {}", stdout.trim()));
+            }
+        }
+        if let Some(want) = &expect.stderr_contains {
+            if !stderr.contains(want.as_str()) {
+                return Outcome::Wrong(format!("stderr lacks {want:?}: {}", stderr.trim()));
+            }
+        }
+        Outcome::Ok
+    }
+
+    fn file_cycle(&self, worker: usize, bytes: usize) -> Outcome {
+        let dir = self.workspace.join(format!("w{worker}"));
+        let run = || -> std::io::Result<Option<String>> {
+            std::fs::create_dir_all(&dir)?;
+            let a = dir.join("file.tmp");
+            let b = dir.join("file.renamed");
+            let data: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+            std::fs::File::create(&a)?.write_all(&data)?;
+            let mut back = Vec::with_capacity(bytes);
+            std::fs::File::open(&a)?.read_to_end(&mut back)?;
+            if back != data {
+                return Ok(Some(format!("read back {} bytes that differ from the {bytes} written", back.len())));
+            }
+            std::fs::rename(&a, &b)?;
+            std::fs::remove_file(&b)?;
+            if b.exists() {
+                return Ok(Some("file still present after unlink".into()));
+            }
+            Ok(None)
+        };
+        match run() {
+            Ok(None) => Outcome::Ok,
+            Ok(Some(why)) => Outcome::Wrong(why),
+            Err(e) => error("io", e),
+        }
+    }
+
+    fn http_get(&self, path: &str, expect_status: u16) -> Outcome {
+        let run = || -> std::io::Result<u16> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", self.fixture_port))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(s, "GET {path} HTTP/1.0\r\nHost: fixture.test\r\n\r\n")?;
+            let mut resp = Vec::new();
+            s.read_to_end(&mut resp)?;
+            let head = String::from_utf8_lossy(&resp[..resp.len().min(64)]).into_owned();
+            head.split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head:?}")))
+        };
+        match run() {
+            Ok(code) if code == expect_status => Outcome::Ok,
+            Ok(code) => Outcome::Wrong(format!("HTTP {code}, expected {expect_status}")),
+            Err(e) => error("http", e),
+        }
+    }
+}
+
+/// Kills processes that outlive their deadline. One thread for all workers, checking every 50 ms:
+/// a hung command must not hold a worker forever, and a timer thread per op would cost more than
+/// the op. It signals through a pidfd taken right after spawn, so a pid reused after the worker
+/// reaped its child can never be hit.
+struct Watchdog {
+    deadlines: Arc<Mutex<HashMap<u32, Watched>>>,
+}
+
+struct Watched {
+    pidfd: i32,
+    deadline: Instant,
+    killed: bool,
+}
+
+pub struct WatchGuard<'a> {
+    dog: &'a Watchdog,
+    pid: u32,
+}
+
+impl Watchdog {
+    fn start() -> Watchdog {
+        let deadlines: Arc<Mutex<HashMap<u32, Watched>>> = Arc::default();
+        let d = deadlines.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+                let now = Instant::now();
+                let Ok(mut map) = d.lock() else { return };
+                for w in map.values_mut() {
+                    if !w.killed && now >= w.deadline {
+                        // SAFETY: a plain syscall on a pidfd we own; ESRCH once the child is gone.
+                        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, w.pidfd, libc::SIGKILL, std::ptr::null::<u8>(), 0) };
+                        w.killed = true;
+                    }
+                }
+            }
+        });
+        Watchdog { deadlines }
+    }
+
+    /// Call right after spawn, before the child can be reaped.
+    fn watch(&self, pid: u32, timeout: Duration) -> WatchGuard<'_> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd (or -1).
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
+        if pidfd >= 0 {
+            if let Ok(mut m) = self.deadlines.lock() {
+                m.insert(pid, Watched { pidfd, deadline: Instant::now() + timeout, killed: false });
+            }
+        }
+        WatchGuard { dog: self, pid }
+    }
+}
+
+impl WatchGuard<'_> {
+    /// Stops watching; true if the watchdog killed the process.
+    fn finish(self) -> bool {
+        let w = self.dog.deadlines.lock().ok().and_then(|mut m| m.remove(&self.pid));
+        match w {
+            Some(w) => {
+                // SAFETY: closing the fd we opened in `watch`.
+                unsafe { libc::close(w.pidfd) };
+                w.killed
+            }
+            None => false,
+        }
+    }
+}

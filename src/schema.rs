@@ -1,0 +1,164 @@
+//! The wire format between the controller and the on-target driver, owned here for both sides:
+//! a typed [`Plan`] goes in on the driver's stdin (JSON), typed [`Record`]s come out on its stdout
+//! (one JSON object per line), so a partial stream is still readable up to the last interval.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What the driver runs. Built by `workload` from a scenario file, validated there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub name: String,
+    pub ops: Vec<OpSpec>,
+    pub load: Load,
+    /// Measured time, after warm-up.
+    pub duration_ms: u64,
+    /// Load runs but is not reported (caches, lazy server paths).
+    pub warmup_ms: u64,
+    /// Length of one reported interval (one histogram per op per interval).
+    pub interval_ms: u64,
+    /// A start this much later than intended counts as a late start.
+    pub late_after_us: u64,
+    /// Folder on the target for file ops (one subfolder per worker).
+    pub workspace: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Load {
+    /// Open loop: operations start at intended times `i / rate`, whatever the latency, with up to
+    /// `workers` in flight; response time counts from the intended start (no coordinated omission).
+    Rate { ops_per_s: f64, workers: usize },
+    /// Closed loop: `workers` each run one op after another (intended start = actual start).
+    Concurrency { workers: usize },
+}
+
+impl Load {
+    pub fn workers(&self) -> usize {
+        match self {
+            Load::Rate { workers, .. } | Load::Concurrency { workers } => *workers,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpSpec {
+    pub name: String,
+    pub weight: u32,
+    pub kind: OpKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    /// Does nothing: measures the driver's own scheduling and recording cost.
+    Noop,
+    /// fork+exec of `argv`, output captured and checked against `expect`.
+    Exec { argv: Vec<String>, expect: Expect, timeout_ms: u64 },
+    /// In the worker's workspace folder: create and write `bytes`, read back and compare, rename,
+    /// unlink.
+    FileCycle { bytes: usize },
+    /// HTTP/1.0 GET of `path` from the driver's own loopback fixture server.
+    HttpGet { path: String, expect_status: u16 },
+}
+
+/// What an allowed operation must produce; anything else is a wrong decision, not an error.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Expect {
+    pub exit: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_contains: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_contains: Option<String>,
+}
+
+/// One line of the driver's output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    Started {
+        /// Milliseconds since the Unix epoch at the driver's time zero (intervals count from it).
+        epoch_ms: u64,
+        ops: Vec<String>,
+        workers: usize,
+    },
+    Interval(Interval),
+    Finished(Finished),
+    /// The driver could not go on; what it had sent stays valid.
+    Fatal { message: String },
+}
+
+/// One op's histograms for one interval, values in microseconds, V2+DEFLATE, base64.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Interval {
+    pub op: String,
+    /// Start of the interval, ms since the driver's time zero (warm-up excluded from reports).
+    pub start_ms: u64,
+    pub length_ms: u64,
+    pub count: u64,
+    pub wrong: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub late: u64,
+    pub response: String,
+    pub service: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Finished {
+    /// Operations whose intended start fell in the measured window (all of them complete: the
+    /// queue is drained before the driver finishes).
+    pub completed: u64,
+    pub measured_ms: u64,
+    /// The driver's resident set at the end of the first and of the last interval (kB).
+    pub rss_kb_first: u64,
+    pub rss_kb_last: u64,
+    /// A sample of why operations went wrong or failed (at most a few per op).
+    pub samples: BTreeMap<String, Vec<String>>,
+}
+
+/// Histogram settings shared by both sides: 1 µs to 1 h, 3 significant digits.
+pub fn new_histogram() -> hdrhistogram::Histogram<u64> {
+    // Bounds are constants within the crate's documented limits, so this cannot fail.
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+pub fn encode_histogram(h: &hdrhistogram::Histogram<u64>) -> anyhow::Result<String> {
+    use base64::Engine;
+    use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+    let mut buf = Vec::new();
+    V2DeflateSerializer::new().serialize(h, &mut buf).map_err(|e| anyhow::anyhow!("serializing histogram: {e:?}"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(buf))
+}
+
+pub fn decode_histogram(s: &str) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(s)?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| anyhow::anyhow!("decoding histogram: {e:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_round_trip() {
+        let mut h = new_histogram();
+        for v in [1, 10, 100, 1000, 123_456] {
+            h.record(v).unwrap();
+        }
+        let back = decode_histogram(&encode_histogram(&h).unwrap()).unwrap();
+        assert_eq!(back.len(), 5);
+        assert_eq!(back.max(), h.max());
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+    }
+
+    #[test]
+    fn records_are_tagged_json_lines() {
+        let line = serde_json::to_string(&Record::Fatal { message: "x".into() }).unwrap();
+        assert_eq!(line, r#"{"record":"fatal","message":"x"}"#);
+        assert!(!line.contains('\n'));
+    }
+}

@@ -1,0 +1,263 @@
+//! Workloads as data: `scenarios/workloads/<name>.toml`, validated on load into a driver
+//! [`Plan`]. Errors name the file and the line. `remote` runs a plan on targets.
+
+pub mod remote;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Deserialize;
+
+use crate::exit::usage;
+use crate::schema::{Expect, Load, OpKind, OpSpec, Plan};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    name: String,
+    #[allow(dead_code)] // for people reading the file; shown by `--workload help` later
+    description: Option<String>,
+    duration: String,
+    #[serde(default)]
+    warmup: Option<String>,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    late_after_us: Option<u64>,
+    #[serde(default)]
+    workspace: Option<String>,
+    load: toml::Spanned<LoadToml>,
+    op: Vec<toml::Spanned<OpToml>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadToml {
+    rate: Option<f64>,
+    concurrency: Option<usize>,
+    workers: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpToml {
+    name: String,
+    #[serde(default = "one")]
+    weight: u32,
+    exec: Option<Vec<String>>,
+    expect: Option<Expect>,
+    timeout: Option<String>,
+    file_cycle: Option<FileCycle>,
+    http_get: Option<HttpGet>,
+    #[serde(default)]
+    noop: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCycle {
+    bytes: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpGet {
+    path: String,
+    #[serde(default = "ok_status")]
+    expect_status: u16,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+/// `NAME` → `scenarios/workloads/NAME.toml`; a path is taken as it is.
+pub fn path_for(name: &str) -> PathBuf {
+    if name.ends_with(".toml") || name.contains('/') {
+        PathBuf::from(name)
+    } else {
+        crate::paths::scenarios_dir().join("workloads").join(format!("{name}.toml"))
+    }
+}
+
+pub fn load(name: &str) -> Result<Plan> {
+    let path = path_for(name);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| usage(format!("workload {name:?}: cannot read {}: {e}", path.display())))?;
+    parse(&text, &path)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<Plan> {
+    // toml's own errors already say "line L, column C".
+    let f: File = toml::from_str(text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    let at = |span: std::ops::Range<usize>, msg: String| usage(format!("{}:{}: {msg}", path.display(), line_of(text, span.start)));
+    let dur = |what: &str, s: &str| -> Result<u64> {
+        humantime::parse_duration(s)
+            .map(|d| d.as_millis() as u64)
+            .map_err(|e| usage(format!("{}: {what} = {s:?}: {e}", path.display())))
+    };
+
+    let l = f.load.get_ref();
+    let load = match (l.rate, l.concurrency) {
+        (Some(rate), None) if rate > 0.0 && rate <= 1_000_000.0 => {
+            Load::Rate { ops_per_s: rate, workers: l.workers.unwrap_or(16) }
+        }
+        (None, Some(c)) if c > 0 => Load::Concurrency { workers: c },
+        _ => return Err(at(f.load.span(), "[load] needs exactly one of rate (0 < ops/s <= 1e6) or concurrency (> 0)".into())),
+    };
+    if load.workers() == 0 || load.workers() > 1024 {
+        return Err(at(f.load.span(), "[load] workers must be 1..=1024".into()));
+    }
+
+    if f.op.is_empty() {
+        return Err(usage(format!("{}: no [[op]]", path.display())));
+    }
+    let mut ops = Vec::new();
+    for spanned in &f.op {
+        let o = spanned.get_ref();
+        let err = |msg: String| at(spanned.span(), format!("op {:?}: {msg}", o.name));
+        if o.weight == 0 {
+            return Err(err("weight must be at least 1".into()));
+        }
+        if ops.iter().any(|p: &OpSpec| p.name == o.name) {
+            return Err(err("name used twice".into()));
+        }
+        if o.name.is_empty() || o.name.contains([',', ' ', '/', '\n']) {
+            return Err(err("name must be non-empty without ',', ' ' or '/' (it becomes an hlog tag)".into()));
+        }
+        let kinds = usize::from(o.exec.is_some()) + usize::from(o.file_cycle.is_some()) + usize::from(o.http_get.is_some()) + usize::from(o.noop);
+        if kinds != 1 {
+            return Err(err("needs exactly one of exec, file_cycle, http_get, noop".into()));
+        }
+        if o.exec.is_none() && (o.expect.is_some() || o.timeout.is_some()) {
+            return Err(err("expect and timeout go with exec".into()));
+        }
+        let kind = if let Some(argv) = &o.exec {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err(err("exec needs a program".into()));
+            }
+            let timeout_ms = match &o.timeout {
+                Some(t) => dur("timeout", t)?,
+                None => 30_000,
+            };
+            OpKind::Exec { argv: argv.clone(), expect: o.expect.clone().unwrap_or_default(), timeout_ms }
+        } else if let Some(fc) = &o.file_cycle {
+            if fc.bytes == 0 || fc.bytes > 64 << 20 {
+                return Err(err("file_cycle bytes must be 1..=64 MiB".into()));
+            }
+            OpKind::FileCycle { bytes: fc.bytes }
+        } else if let Some(h) = &o.http_get {
+            if !h.path.starts_with('/') {
+                return Err(err("http_get path must start with /".into()));
+            }
+            OpKind::HttpGet { path: h.path.clone(), expect_status: h.expect_status }
+        } else {
+            OpKind::Noop
+        };
+        ops.push(OpSpec { name: o.name.clone(), weight: o.weight, kind });
+    }
+
+    let duration_ms = dur("duration", &f.duration)?;
+    if duration_ms == 0 {
+        return Err(usage(format!("{}: duration must be above zero", path.display())));
+    }
+    Ok(Plan {
+        name: f.name,
+        ops,
+        load,
+        duration_ms,
+        warmup_ms: f.warmup.as_deref().map(|w| dur("warmup", w)).transpose()?.unwrap_or(0),
+        interval_ms: f.interval.as_deref().map(|w| dur("interval", w)).transpose()?.unwrap_or(1000).max(10),
+        late_after_us: f.late_after_us.unwrap_or(1000),
+        workspace: f.workspace.unwrap_or_else(|| "/root/abench-workspace".into()),
+    })
+}
+
+/// `--duration` and `--rate` on the command line override the file (benches and quick looks).
+pub fn with_overrides(mut plan: Plan, duration: Option<Duration>, rate: Option<f64>) -> Result<Plan> {
+    if let Some(d) = duration {
+        plan.duration_ms = d.as_millis().max(1) as u64;
+    }
+    if let Some(r) = rate {
+        match &mut plan.load {
+            Load::Rate { ops_per_s, .. } if r > 0.0 => *ops_per_s = r,
+            _ => return Err(usage("--rate applies to a rate workload, and must be above zero")),
+        }
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(s: &str) -> Result<Plan> {
+        parse(s, Path::new("w.toml"))
+    }
+
+    const GOOD: &str = r#"
+name = "t"
+duration = "2s"
+warmup = "500ms"
+[load]
+rate = 100
+workers = 4
+[[op]]
+name = "true"
+weight = 3
+exec = ["/bin/true"]
+[[op]]
+name = "file"
+file_cycle = { bytes = 4096 }
+"#;
+
+    #[test]
+    fn good_file_becomes_a_plan() {
+        let p = parse_str(GOOD).unwrap();
+        assert_eq!(p.duration_ms, 2000);
+        assert_eq!(p.warmup_ms, 500);
+        assert_eq!(p.load, Load::Rate { ops_per_s: 100.0, workers: 4 });
+        assert_eq!(p.ops[0].weight, 3);
+        assert!(matches!(p.ops[0].kind, OpKind::Exec { ref argv, .. } if argv == &["/bin/true"]));
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let bad = GOOD.replace("weight = 3", "weight = 0");
+        let e = parse_str(&bad).unwrap_err();
+        // The line of the op's [[op]] header.
+        assert_eq!(format!("{e}"), "w.toml:8: op \"true\": weight must be at least 1");
+        assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE);
+
+        let two = GOOD.replace("file_cycle = { bytes = 4096 }", "file_cycle = { bytes = 4096 }\nnoop = true");
+        assert!(format!("{}", parse_str(&two).unwrap_err()).starts_with("w.toml:12: op \"file\": needs exactly one"));
+
+        let typo = GOOD.replace("workers = 4", "wrokers = 4");
+        let msg = format!("{}", parse_str(&typo).unwrap_err());
+        assert!(msg.contains("w.toml") && msg.contains("line 7"), "{msg}");
+
+        let no_load = GOOD.replace("rate = 100", "");
+        assert!(format!("{}", parse_str(&no_load).unwrap_err()).starts_with("w.toml:5: [load] needs exactly one"));
+    }
+
+    #[test]
+    fn shipped_workloads_load() {
+        let dir = crate::paths::scenarios_dir().join("workloads");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            parse(&std::fs::read_to_string(&p).unwrap(), &p).unwrap_or_else(|e| panic!("{e:#}"));
+            n += 1;
+        }
+        assert!(n >= 2, "expected shipped workloads in {}", dir.display());
+    }
+}

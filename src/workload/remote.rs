@@ -1,0 +1,132 @@
+//! The controller's side of a workload: starts the driver on every target over the observation
+//! channel (the driver itself must not be governed; what it runs may be), streams its interval
+//! records into `.hlog` files as they arrive, and sums them per op.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::control::Conn;
+use crate::progress::Board;
+use crate::provision::Ready;
+use crate::report::OpTotals;
+use crate::report::hlog::HlogWriter;
+use crate::schema::{self, Finished, Plan, Record};
+
+/// What one target's run produced.
+pub struct TargetResult {
+    pub target: String,
+    pub totals: Vec<OpTotals>,
+    pub finished: Finished,
+}
+
+/// `launcher` prefixes the driver's command line (e.g. `taskset -c 0` to pin it to one core).
+pub async fn run_all(
+    targets: &[Ready],
+    plan: &Plan,
+    launcher: &str,
+    control_dir: &Path,
+    out: &Path,
+    board: &Board,
+) -> Vec<Result<TargetResult>> {
+    let jobs = targets.iter().map(|r| async move {
+        let line = board.line(&format!("{} {}", r.target.name, plan.name));
+        let res = run_one(r, plan, launcher, control_dir, out, &line).await;
+        match &res {
+            Ok(t) => line.finish(true, &format!("{} ops", t.totals.iter().map(|o| o.count).sum::<u64>())),
+            Err(e) => line.finish(false, &format!("{e:#}")),
+        }
+        res
+    });
+    futures::future::join_all(jobs).await
+}
+
+async fn run_one(
+    ready: &Ready,
+    plan: &Plan,
+    launcher: &str,
+    control_dir: &Path,
+    out: &Path,
+    line: &crate::progress::Line,
+) -> Result<TargetResult> {
+    let name = &ready.target.name;
+    let conn = Conn::connect(&format!("{name}/observe"), &ready.target.observe, control_dir, 6).await?;
+    let version = ready.agentsh_version.clone().unwrap_or_else(|| "none".into());
+    let mode = if ready.agentsh_version.is_some() { "default" } else { "baseline" };
+    let hist_dir = out.join("histograms").join(&plan.name);
+    std::fs::create_dir_all(&hist_dir)?;
+
+    let mut totals: Vec<OpTotals> = plan.ops.iter().map(|o| OpTotals::new(name, &version, mode, &o.name)).collect();
+    let index: BTreeMap<&str, usize> = plan.ops.iter().enumerate().map(|(i, o)| (o.name.as_str(), i)).collect();
+    let mut logs: Option<(HlogWriter, HlogWriter)> = None;
+    let mut finished = None;
+    let mut fatal = None;
+    let mut measured_ms = 0u64;
+    let mut last_progress = std::time::Instant::now();
+
+    let stdin = serde_json::to_vec(plan)?;
+    let budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms) + Duration::from_secs(120);
+    let status = conn
+        .stream(&format!("{launcher} {} driver", crate::provision::DRIVER_PATH), &stdin, budget, |text| {
+            let rec: Record = serde_json::from_str(text).with_context(|| format!("driver printed a line that is not a record: {text}"))?;
+            match rec {
+                Record::Started { epoch_ms, .. } => {
+                    let comment = format!("agentsh-bench {} target={name} agentsh={version} mode={mode} workload={}", env!("CARGO_PKG_VERSION"), plan.name);
+                    logs = Some((
+                        HlogWriter::create(&hist_dir.join(format!("{name}.response.hlog")), epoch_ms, &format!("{comment} response time"))?,
+                        HlogWriter::create(&hist_dir.join(format!("{name}.service.hlog")), epoch_ms, &format!("{comment} service time"))?,
+                    ));
+                }
+                Record::Interval(iv) => {
+                    let i = *index.get(iv.op.as_str()).with_context(|| format!("driver reported an unknown op {:?}", iv.op))?;
+                    let resp = schema::decode_histogram(&iv.response)?;
+                    let svc = schema::decode_histogram(&iv.service)?;
+                    let (r_log, s_log) = logs.as_mut().context("interval before start")?;
+                    let tag = format!("{name}/{}", iv.op);
+                    r_log.interval(&tag, iv.start_ms, iv.length_ms, resp.max(), &iv.response)?;
+                    s_log.interval(&tag, iv.start_ms, iv.length_ms, svc.max(), &iv.service)?;
+                    let t = &mut totals[i];
+                    t.response.add(&resp).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                    t.service.add(&svc).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                    t.count += iv.count;
+                    t.wrong += iv.wrong;
+                    t.late += iv.late;
+                    for (k, v) in iv.errors {
+                        *t.errors.entry(k).or_default() += v;
+                    }
+                    if i == 0 {
+                        measured_ms += iv.length_ms;
+                    }
+                    if last_progress.elapsed() > Duration::from_millis(900) {
+                        last_progress = std::time::Instant::now();
+                        let done: u64 = totals.iter().map(|t| t.count).sum();
+                        line.step(&format!("{:.0} s measured, {done} ops", measured_ms as f64 / 1000.0));
+                        if let Some((a, b)) = logs.as_mut() {
+                            a.flush()?;
+                            b.flush()?;
+                        }
+                    }
+                }
+                Record::Finished(f) => finished = Some(f),
+                Record::Fatal { message } => fatal = Some(message),
+            }
+            Ok(())
+        })
+        .await?;
+    if let Some((mut a, mut b)) = logs {
+        a.flush()?;
+        b.flush()?;
+    }
+    if let Some(m) = fatal {
+        bail!("the driver on {name} stopped: {m}");
+    }
+    let Some(finished) = finished else {
+        bail!("the driver on {name} ended without finishing ({})", status.describe());
+    };
+    for t in &mut totals {
+        t.measured_ms = finished.measured_ms;
+    }
+    Ok(TargetResult { target: name.clone(), totals, finished })
+}
