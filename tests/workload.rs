@@ -48,6 +48,14 @@ fn exec_mix_measures_every_op_and_hlogs_open_elsewhere() {
     assert!((700..=900).contains(&total), "{total} ops over 2 targets × 4 s × 100/s");
 
     let targets: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["target"].as_str()).collect();
+    for t in &targets {
+        for chart in ["percentiles", "over-time"] {
+            let png = std::fs::read(out.path().join(format!("charts/exec-mix/{t}.{chart}.png"))).expect("chart png");
+            assert_eq!(&png[..4], b"\x89PNG");
+            let svg = std::fs::read_to_string(out.path().join(format!("charts/exec-mix/{t}.{chart}.svg"))).expect("chart svg");
+            assert!(svg.lines().any(|l| l.trim() == "wide-tree"), "legend names the ops");
+        }
+    }
     for t in targets {
         let want: u64 = rows.iter().filter(|r| r["target"] == t).map(|r| r["count"].parse::<u64>().unwrap()).sum();
         for kind in ["response", "service"] {

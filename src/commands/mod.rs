@@ -219,6 +219,7 @@ async fn run_workload(p: &Provisioned, plan: &Plan, run: &str) -> Result<u8> {
         }
     }
     crate::report::write_latency_csv(&p.dir.path.join("latency.csv"), &rows)?;
+    render_charts(&p.dir.path, &plan.name, &ready).await;
     p.dir.write_json("workload.json", &serde_json::json!({"plan": plan, "targets": per_target}))?;
     crate::report::print_summary(&rows);
     let wrong: u64 = rows.iter().map(|r| r.wrong).sum();
@@ -250,6 +251,31 @@ async fn up(args: &TargetArgs, out: Option<&Path>) -> Result<u8> {
     }
     println!("run {run}: {}/{} ready; `agentsh-bench down --run {run}` removes them", provision::ready_count(&p.outcomes), p.outcomes.len());
     Ok(if provision::ready_count(&p.outcomes) == p.outcomes.len() { exit::OK } else { exit::INFRA })
+}
+
+/// Charts per target from its response-time hlog; a chart that fails is reported, not fatal
+/// (the data it would show is in latency.csv and the hlog).
+async fn render_charts(dir: &Path, workload: &str, ready: &[provision::Ready]) {
+    let jobs: Vec<(std::path::PathBuf, std::path::PathBuf, String)> = ready
+        .iter()
+        .map(|r| {
+            let name = r.target.name.clone();
+            (dir.join("histograms").join(workload).join(format!("{name}.response.hlog")), dir.join("charts").join(workload), name)
+        })
+        .collect();
+    let result = tokio::task::spawn_blocking(move || {
+        for (hlog, out, name) in jobs {
+            if hlog.is_file() {
+                if let Err(e) = crate::report::charts::render(&hlog, &out, &name, &name) {
+                    eprintln!("warning: charts for {name}: {e:#}");
+                }
+            }
+        }
+    })
+    .await;
+    if let Err(e) = result {
+        eprintln!("warning: chart rendering stopped: {e}");
+    }
 }
 
 async fn teardown(provider: &dyn Provider, run: &str) {

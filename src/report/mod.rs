@@ -1,6 +1,7 @@
 //! Output formats, one file each (hyperfine's `src/export/`): `.hlog` interval logs and
 //! `latency.csv`. What they are built from lives in [`OpTotals`].
 
+pub mod charts;
 pub mod hlog;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,184 @@
+//! Charts drawn from the recorded `.hlog` files (so they can be rebuilt from a run's results
+//! alone, as Gatling rebuilds its report from a log): a percentile distribution on hdr-plot's
+//! 1/(1−p) axis and latency over time, each as PNG and SVG. The font is embedded: no fontconfig.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use anyhow::{Context, Result, anyhow};
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
+static REGISTER: Once = Once::new();
+
+fn register_font() {
+    REGISTER.call_once(|| {
+        // The bytes are a font compiled into the binary; a failure here is a build defect.
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {
+            tracing::error!("embedded font rejected; charts will have no text");
+        }
+    });
+}
+
+/// One tag's intervals: (start s, p50 ms, p99 ms, max ms), and all of them merged.
+struct Series {
+    timeline: Vec<(f64, f64, f64, f64)>,
+    total: Histogram<u64>,
+}
+
+fn read(hlog: &Path) -> Result<BTreeMap<String, Series>> {
+    let bytes = std::fs::read(hlog).with_context(|| format!("reading {}", hlog.display()))?;
+    let mut out: BTreeMap<String, Series> = BTreeMap::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        let LogEntry::Interval(i) = entry.map_err(|e| anyhow!("{}: {e:?}", hlog.display()))? else { continue };
+        let tag = i.tag().map_or("untagged".to_string(), |t| t.as_str().to_string());
+        let h = crate::schema::decode_histogram(i.encoded_histogram())?;
+        let s = out.entry(tag).or_insert_with(|| Series { timeline: Vec::new(), total: crate::schema::new_histogram() });
+        if !h.is_empty() {
+            let ms = |v: u64| v as f64 / 1000.0;
+            s.timeline.push((
+                i.start_timestamp().as_secs_f64(),
+                ms(h.value_at_quantile(0.5)),
+                ms(h.value_at_quantile(0.99)),
+                ms(h.max()),
+            ));
+        }
+        s.total.add(&h).map_err(|e| anyhow!("{e:?}"))?;
+    }
+    Ok(out)
+}
+
+/// Draws `<stem>.percentiles.{png,svg}` and `<stem>.over-time.{png,svg}` into `dir`.
+pub fn render(hlog: &Path, dir: &Path, stem: &str, title: &str) -> Result<Vec<PathBuf>> {
+    register_font();
+    let series = read(hlog)?;
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for ext in ["png", "svg"] {
+        let p = dir.join(format!("{stem}.percentiles.{ext}"));
+        let o = dir.join(format!("{stem}.over-time.{ext}"));
+        if ext == "png" {
+            percentiles(BitMapBackend::new(&p, (1000, 600)).into_drawing_area(), &series, title)?;
+            over_time(BitMapBackend::new(&o, (1000, 600)).into_drawing_area(), &series, title)?;
+        } else {
+            percentiles(SVGBackend::new(&p, (1000, 600)).into_drawing_area(), &series, title)?;
+            over_time(SVGBackend::new(&o, (1000, 600)).into_drawing_area(), &series, title)?;
+        }
+        written.push(p);
+        written.push(o);
+    }
+    Ok(written)
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing: {e:?}")
+}
+
+/// Short legend names: the op part of `target/op`.
+fn label(tag: &str) -> &str {
+    tag.rsplit('/').next().unwrap_or(tag)
+}
+
+fn percentiles<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, series: &BTreeMap<String, Series>, title: &str) -> Result<()> {
+    area.fill(&WHITE).map_err(err)?;
+    // x = 1/(1−p), from p = 0 to p = 99.999%.
+    const X_MAX: f64 = 100_000.0;
+    let y_max = series.values().filter(|s| !s.total.is_empty()).map(|s| s.total.max() as f64 / 1000.0).fold(0.001, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(format!("{title}: response time by percentile"), ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((1.0..X_MAX).log_scale(), 0.0..y_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("ms")
+        .x_label_formatter(&|x| {
+            let p = 100.0 * (1.0 - 1.0 / x);
+            let n = format!("{p:.3}");
+            format!("{}%", n.trim_end_matches('0').trim_end_matches('.'))
+        })
+        .draw()
+        .map_err(err)?;
+    for (i, (tag, s)) in series.iter().enumerate().filter(|(_, (_, s))| !s.total.is_empty()) {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = (0..=250)
+            .map(|k| {
+                let x = 10f64.powf(f64::from(k) / 50.0);
+                let q = 1.0 - 1.0 / x;
+                (x, s.total.value_at_quantile(q) as f64 / 1000.0)
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(err)?
+            .label(label(tag).to_string())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(err)?;
+    area.present().map_err(err)?;
+    Ok(())
+}
+
+fn over_time<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, series: &BTreeMap<String, Series>, title: &str) -> Result<()> {
+    area.fill(&WHITE).map_err(err)?;
+    let t_max = series.values().flat_map(|s| s.timeline.iter().map(|p| p.0)).fold(1.0, f64::max) + 1.0;
+    let y_max = series.values().flat_map(|s| s.timeline.iter().map(|p| p.2)).fold(0.001, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(format!("{title}: response time p50 (thin) and p99 (thick) per interval"), ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..t_max, 0.0..y_max)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("seconds since start").y_desc("ms").draw().map_err(err)?;
+    for (i, (tag, s)) in series.iter().enumerate().filter(|(_, (_, s))| !s.timeline.is_empty()) {
+        let color = Palette99::pick(i).to_rgba();
+        chart.draw_series(LineSeries::new(s.timeline.iter().map(|p| (p.0, p.1)), color.stroke_width(1))).map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(s.timeline.iter().map(|p| (p.0, p.2)), color.stroke_width(3)))
+            .map_err(err)?
+            .label(label(tag).to_string())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(err)?;
+    area.present().map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_render_from_an_hlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("t.hlog");
+        let mut w = crate::report::hlog::HlogWriter::create(&log, 1_764_190_000_000, "test").unwrap();
+        for i in 0..5u64 {
+            let mut h = crate::schema::new_histogram();
+            for v in 1..=100u64 {
+                h.record(v * 10 * (i + 1)).unwrap();
+            }
+            w.interval("t0/op", i * 1000, 1000, h.max(), &crate::schema::encode_histogram(&h).unwrap()).unwrap();
+        }
+        w.flush().unwrap();
+        let files = render(&log, dir.path(), "t0", "t0").unwrap();
+        assert_eq!(files.len(), 4);
+        for f in &files {
+            let len = std::fs::metadata(f).unwrap().len();
+            assert!(len > 1000, "{} is only {len} bytes", f.display());
+        }
+        let svg = std::fs::read_to_string(dir.path().join("t0.percentiles.svg")).unwrap();
+        let texts: Vec<&str> = svg.lines().map(str::trim).collect();
+        assert!(texts.contains(&"99.9%") && texts.contains(&"op"), "axis labels and legend expected");
+        let png = std::fs::read(dir.path().join("t0.percentiles.png")).unwrap();
+        assert_eq!(&png[..4], b"\x89PNG");
+    }
+}
