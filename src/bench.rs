@@ -17,17 +17,7 @@ pub async fn provision(sizes: &[u32], agentsh: &str, engine: Engine, runs: u32) 
     if sizes.is_empty() || sizes.iter().any(|&s| s == 0 || s > crate::cli::MAX_VMS) || runs == 0 {
         return Err(exit::usage(format!("--sizes must be 1..={} and --runs at least 1", crate::cli::MAX_VMS)));
     }
-    let mut base = TargetArgs {
-        vms: 1,
-        agentsh: agentsh.to_string(),
-        provider: ProviderKind::Local,
-        engine,
-        inventory: None,
-        exe_host: String::new(),
-        exe_ssh_config: None,
-        config: None,
-        policy: None,
-    };
+    let mut base = local_targets(agentsh, engine);
     let provider = commands::provider_for(&base)?;
 
     // One-time costs, measured apart.
@@ -86,17 +76,7 @@ pub async fn driver(rates: &[f64], duration: Duration, soak: Option<Duration>, e
     if rates.is_empty() || rates.iter().any(|r| !(*r > 0.0)) {
         return Err(exit::usage("--rates must be positive ops/s"));
     }
-    let args = TargetArgs {
-        vms: 1,
-        agentsh: "none".into(),
-        provider: ProviderKind::Local,
-        engine,
-        inventory: None,
-        exe_host: String::new(),
-        exe_ssh_config: None,
-        config: None,
-        policy: None,
-    };
+    let args = local_targets("none", engine);
     let provider = commands::provider_for(&args)?;
     let run = crate::provider::new_run_tag();
     let result = driver_figures(&args, provider.as_ref(), &run, rates, duration, soak).await;
@@ -268,6 +248,21 @@ impl RssTimeline {
         let (Some(start), Some(end)) = (v.first().map(|x| x.0), v.last().map(|x| x.0)) else { return (0, 0) };
         let peak = |f: &dyn Fn(Instant) -> bool| v.iter().filter(|(t, _)| f(*t)).map(|x| x.1).max().unwrap_or(0);
         (peak(&|t| t <= start + self.window), peak(&|t| t + self.window >= end))
+    }
+}
+
+/// One local target with the default config and policy: what every bench provisions.
+fn local_targets(agentsh: &str, engine: Engine) -> TargetArgs {
+    TargetArgs {
+        vms: 1,
+        agentsh: agentsh.to_string(),
+        provider: ProviderKind::Local,
+        engine,
+        inventory: None,
+        exe_host: String::new(),
+        exe_ssh_config: None,
+        config: None,
+        policy: None,
     }
 }
 

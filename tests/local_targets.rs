@@ -97,14 +97,7 @@ fn main_job_tears_down_unless_kept() {
 fn ctrl_c_leaves_no_target() {
     let _g = serial();
     let out = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--vms", "2", "--agentsh", "none", "--out", out.path().to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let run = read_run_tag(child.stderr.take().unwrap());
+    let (mut child, run) = start_main_job(out.path());
     let _cleanup = RunGuard(run.clone());
     wait_for(|| containers_of(&run).len() == 2, "both containers to exist");
     let pid = child.id().to_string();
@@ -120,14 +113,7 @@ fn ctrl_c_leaves_no_target() {
 fn target_dying_mid_provisioning_is_reported_and_cleaned() {
     let _g = serial();
     let out = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--vms", "2", "--agentsh", "none", "--out", out.path().to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let run = read_run_tag(child.stderr.take().unwrap());
+    let (mut child, run) = start_main_job(out.path());
     let _cleanup = RunGuard(run.clone());
     let victim = format!("abench-{run}-1");
     wait_for(|| containers_of(&run).contains(&victim), "the victim container");
@@ -180,6 +166,19 @@ fn missing_engine_names_the_package() {
     let err = text(&o.stderr);
     assert_eq!(code(&o), 2, "{err}");
     assert!(err.contains("apt-get install podman"), "{err}");
+}
+
+/// Starts the main job on 2 baseline targets in the background; returns it and its run tag.
+fn start_main_job(out: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["--vms", "2", "--agentsh", "none", "--out", out.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = read_run_tag(child.stderr.take().unwrap());
+    (child, run)
 }
 
 fn run_from_results(dir: &std::path::Path) -> String {
