@@ -105,7 +105,8 @@ async fn driver_figures(
     let one = |plan: Plan, launcher: &'static str| {
         let (ready, control_dir, board, out) = (&ready, &control_dir, &board, p.dir.path.clone());
         async move {
-            let mut r = crate::workload::remote::run_all(ready, &plan, launcher, control_dir, &out, board).await;
+            let never = tokio::sync::watch::channel(false).1;
+            let mut r = crate::workload::remote::run_all(ready, &plan, launcher, control_dir, &out, board, never).await;
             r.pop().context("no result")?
         }
     };

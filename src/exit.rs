@@ -1,11 +1,13 @@
 //! Exit codes a CI can act on (Jepsen, k6): 0 everything held, 1 a regression or failed threshold,
 //! 2 the infrastructure failed (a target could not be provisioned, agentsh could not be obtained),
-//! 3 bad usage.
+//! 3 bad usage, 130 interrupted.
 
 pub const OK: u8 = 0;
 pub const REGRESSION: u8 = 1;
 pub const INFRA: u8 = 2;
 pub const USAGE: u8 = 3;
+/// Ctrl-C (128 + SIGINT, the shell's convention); targets are destroyed first.
+pub const INTERRUPTED: u8 = 130;
 
 /// An error caused by what the user asked for, not by the machine or a target.
 #[derive(Debug, thiserror::Error)]

@@ -138,3 +138,47 @@ fn broken_workload_is_refused_before_provisioning() {
     assert!(!err.contains("run "), "nothing should have been provisioned: {err}");
     assert_eq!(code(&bench(&["--agentsh", "none", "--workload", "no-such-workload"])), 3);
 }
+
+/// Ctrl-C during a workload keeps what the drivers had sent: latency.csv and the hlogs are
+/// written from the intervals received, workload.json says it was interrupted, no target is left.
+#[test]
+fn ctrl_c_during_a_workload_keeps_partial_results() {
+    let _g = serial();
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--vms", "1", "--agentsh", "none", "--workload", "exec-mix", "--duration", "60s", "--out", out.path().to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let hist = out.path().join("histograms/exec-mix");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    // Wait until a few intervals have been written (6 ops per interval, after the 5 header lines).
+    loop {
+        let lines = std::fs::read_dir(&hist)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default().lines().count())
+            .unwrap_or(0);
+        if lines > 5 + 6 * 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no intervals recorded");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("run.json")).unwrap()).unwrap();
+    let run = run["run"].as_str().unwrap().to_string();
+    let _cleanup = RunGuard(run.clone());
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let rows = rows(&out.path().join("latency.csv"));
+    assert_eq!(rows.len(), 6);
+    let total: u64 = rows.iter().map(|r| r["count"].parse::<u64>().unwrap()).sum();
+    assert!(total >= 200, "the intervals received before Ctrl-C are kept: {total}");
+    let w: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("workload.json")).unwrap()).unwrap();
+    assert_eq!(w["interrupted"], true);
+    assert_eq!(w["targets"][0]["partial"], true);
+    assert!(containers_of(&run).is_empty(), "Ctrl-C left containers of {run}");
+}

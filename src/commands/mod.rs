@@ -166,50 +166,71 @@ async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep:
     let plan = workload_plan(w)?;
     let provider = provider_for(args)?;
     let run = provider::new_run_tag();
-    let job = async {
-        let p = provision(args, provider.as_ref(), &run, out).await?;
-        let code = match &plan {
-            Some(plan) => run_workload(&p, plan, &run).await?,
-            None => exit::OK,
-        };
-        Ok::<_, anyhow::Error>((p, code))
-    };
-    let result = tokio::select! {
-        r = job => Some(r),
+    // Ctrl-C while provisioning drops the job (its ssh and engine child processes die with it);
+    // during the workload it stops the drivers and keeps what they sent (see run_workload).
+    let provisioned = tokio::select! {
+        r = provision(args, provider.as_ref(), &run, out) => Some(r),
         _ = tokio::signal::ctrl_c() => None,
     };
-    // Ctrl-C drops the job (its ssh and engine child processes die with it), then we clean up.
-    if !keep || result.is_none() {
+    let p = match provisioned {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            teardown(provider.as_ref(), &run).await;
+            return Err(e);
+        }
+        None => {
+            teardown(provider.as_ref(), &run).await;
+            eprintln!("interrupted: targets of run {run} destroyed");
+            return Ok(exit::INTERRUPTED);
+        }
+    };
+    let (code, interrupted) = match &plan {
+        Some(plan) => run_workload(&p, plan, &run).await?,
+        None => (exit::OK, false),
+    };
+    if !keep || interrupted {
         teardown(provider.as_ref(), &run).await;
     }
-    let Some(result) = result else {
-        eprintln!("interrupted: targets of run {run} destroyed");
-        return Ok(130);
-    };
-    let (p, workload_code) = result?;
     let ready = provision::ready_count(&p.outcomes);
     println!("{ready}/{} target(s) ready; results in {}", p.outcomes.len(), p.dir.path.display());
+    if interrupted {
+        eprintln!("interrupted: partial results kept, targets of run {run} destroyed");
+        return Ok(exit::INTERRUPTED);
+    }
     if keep {
         println!("kept: `agentsh-bench down --run {run}` removes them");
     }
-    Ok(if ready < p.outcomes.len() { exit::INFRA } else { workload_code })
+    Ok(if ready < p.outcomes.len() { exit::INFRA } else { code })
 }
 
-/// Runs the workload on every ready target at once; writes latency.csv, histograms/ and
-/// workload.json. Exit 1 when an op decided wrongly, 2 when a target's driver failed.
-async fn run_workload(p: &Provisioned, plan: &Plan, run: &str) -> Result<u8> {
+/// Runs the workload on every ready target at once; writes latency.csv, histograms/, charts/ and
+/// workload.json, also after Ctrl-C (from what the drivers had sent). Returns the exit code (1
+/// when an op decided wrongly, 2 when a target's driver failed) and whether it was interrupted.
+async fn run_workload(p: &Provisioned, plan: &Plan, run: &str) -> Result<(u8, bool)> {
     let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
     let board = Board::new();
     board.println(&format!("workload {} on {} target(s): {:?}, {} s", plan.name, ready.len(), plan.load, plan.duration_ms / 1000));
     let control_dir = crate::paths::runtime_dir().join(run);
-    let results = crate::workload::remote::run_all(&ready, plan, "", &control_dir, &p.dir.path, &board).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = std::sync::Arc::new(stop_tx);
+    let on_ctrl_c = {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = stop_tx.send(true);
+            }
+        })
+    };
+    let results = crate::workload::remote::run_all(&ready, plan, "", &control_dir, &p.dir.path, &board, stop_rx).await;
+    on_ctrl_c.abort();
+    let interrupted = *stop_tx.borrow();
     let mut rows = Vec::new();
     let mut failed = 0;
     let mut per_target = Vec::new();
     for r in results {
         match r {
             Ok(t) => {
-                per_target.push(serde_json::json!({"target": t.target, "finished": t.finished}));
+                per_target.push(serde_json::json!({"target": t.target, "partial": t.partial, "finished": t.finished}));
                 rows.extend(t.totals);
             }
             Err(e) => {
@@ -220,17 +241,18 @@ async fn run_workload(p: &Provisioned, plan: &Plan, run: &str) -> Result<u8> {
     }
     crate::report::write_latency_csv(&p.dir.path.join("latency.csv"), &rows)?;
     render_charts(&p.dir.path, &plan.name, &ready).await;
-    p.dir.write_json("workload.json", &serde_json::json!({"plan": plan, "targets": per_target}))?;
+    p.dir.write_json("workload.json", &serde_json::json!({"plan": plan, "interrupted": interrupted, "targets": per_target}))?;
     crate::report::print_summary(&rows);
     let wrong: u64 = rows.iter().map(|r| r.wrong).sum();
-    Ok(if failed > 0 {
+    let code = if failed > 0 {
         exit::INFRA
     } else if wrong > 0 {
         eprintln!("{wrong} wrong decision(s) under load (see workload.json for samples)");
         exit::REGRESSION
     } else {
         exit::OK
-    })
+    };
+    Ok((code, interrupted))
 }
 
 async fn up(args: &TargetArgs, out: Option<&Path>) -> Result<u8> {
@@ -243,7 +265,7 @@ async fn up(args: &TargetArgs, out: Option<&Path>) -> Result<u8> {
     let Some(result) = result else {
         teardown(provider.as_ref(), &run).await;
         eprintln!("interrupted: targets of run {run} destroyed");
-        return Ok(130);
+        return Ok(exit::INTERRUPTED);
     };
     let p = result?;
     for o in p.outcomes.iter().flatten() {

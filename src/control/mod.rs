@@ -151,14 +151,17 @@ impl Conn {
     }
 
     /// Runs `cmd` with `stdin`, handing each stdout line to `on_line` as it arrives (the driver's
-    /// records); stderr is collected. Returns the exit status and stderr (stdout left empty).
+    /// records); stderr is collected. Returns the exit status and stderr (stdout left empty), and
+    /// whether `stop` turned true first: then the channel is closed (the remote side sees its
+    /// stdout go away) and what was read so far stands.
     pub async fn stream(
         &self,
         cmd: &str,
         stdin: &[u8],
         timeout: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
         mut on_line: impl FnMut(&str) -> Result<()>,
-    ) -> Result<CmdOutput> {
+    ) -> Result<(CmdOutput, bool)> {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
         let _permit = self.channels.acquire().await.context("channel limiter closed")?;
         let start = Instant::now();
@@ -178,17 +181,34 @@ impl Conn {
             });
             let out_pipe = child.stdout().take().ok_or_else(|| anyhow!("stdout pipe missing"))?;
             let mut lines = BufReader::new(out_pipe).lines();
-            while let Some(line) = lines.next_line().await.context("reading remote stdout")? {
-                on_line(&line)?;
+            // A dropped sender means nobody will ask to stop: wait forever, not stop at once.
+            let stopped = async {
+                if stop.wait_for(|s| *s).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    line = lines.next_line() => match line.context("reading remote stdout")? {
+                        Some(l) => on_line(&l)?,
+                        None => break,
+                    },
+                    _ = &mut stopped => {
+                        stderr_task.abort();
+                        let _ = child.disconnect().await;
+                        return Ok::<_, anyhow::Error>((None, String::new(), true));
+                    }
+                }
             }
             let status = child.wait().await?;
             let stderr = stderr_task.await.unwrap_or_default();
-            Ok::<_, anyhow::Error>((status, stderr))
+            Ok((status.code(), stderr, false))
         };
-        let (status, stderr) = tokio::time::timeout(timeout, fut)
+        let (code, stderr, stopped) = tokio::time::timeout(timeout, fut)
             .await
             .map_err(|_| anyhow!("{}: `{}` timed out after {:?}", self.name, short(cmd), timeout))??;
-        Ok(CmdOutput { code: status.code(), stdout: String::new(), stderr, elapsed: start.elapsed() })
+        Ok((CmdOutput { code, stdout: String::new(), stderr, elapsed: start.elapsed() }, stopped))
     }
 
     /// Writes `data` to `path` atomically (temp file + rename) by streaming it over stdin, so it

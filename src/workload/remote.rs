@@ -20,9 +20,12 @@ pub struct TargetResult {
     pub target: String,
     pub totals: Vec<OpTotals>,
     pub finished: Finished,
+    /// Stopped early (Ctrl-C): totals cover the intervals received until then.
+    pub partial: bool,
 }
 
 /// `launcher` prefixes the driver's command line (e.g. `taskset -c 0` to pin it to one core).
+/// When `stop` turns true every target stops reading and keeps what it has (partial results).
 pub async fn run_all(
     targets: &[Ready],
     plan: &Plan,
@@ -30,15 +33,19 @@ pub async fn run_all(
     control_dir: &Path,
     out: &Path,
     board: &Board,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<Result<TargetResult>> {
-    let jobs = targets.iter().map(|r| async move {
+    let jobs = targets.iter().map(|r| {
+        let stop = stop.clone();
+        async move {
         let line = board.line(&format!("{} {}", r.target.name, plan.name));
-        let res = run_one(r, plan, launcher, control_dir, out, &line).await;
+        let res = run_one(r, plan, launcher, control_dir, out, &line, stop).await;
         match &res {
             Ok(t) => line.finish(true, &format!("{} ops", t.totals.iter().map(|o| o.count).sum::<u64>())),
             Err(e) => line.finish(false, &format!("{e:#}")),
         }
         res
+        }
     });
     futures::future::join_all(jobs).await
 }
@@ -50,6 +57,7 @@ async fn run_one(
     control_dir: &Path,
     out: &Path,
     line: &crate::progress::Line,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<TargetResult> {
     let name = &ready.target.name;
     let conn = Conn::connect(&format!("{name}/observe"), &ready.target.observe, control_dir, 6).await?;
@@ -68,8 +76,8 @@ async fn run_one(
 
     let stdin = serde_json::to_vec(plan)?;
     let budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms) + Duration::from_secs(120);
-    let status = conn
-        .stream(&format!("{launcher} {} driver", crate::provision::DRIVER_PATH), &stdin, budget, |text| {
+    let (status, stopped) = conn
+        .stream(&format!("{launcher} {} driver", crate::provision::DRIVER_PATH), &stdin, budget, stop, |text| {
             let rec: Record = serde_json::from_str(text).with_context(|| format!("driver printed a line that is not a record: {text}"))?;
             match rec {
                 Record::Started { epoch_ms, .. } => {
@@ -122,11 +130,13 @@ async fn run_one(
     if let Some(m) = fatal {
         bail!("the driver on {name} stopped: {m}");
     }
-    let Some(finished) = finished else {
-        bail!("the driver on {name} ended without finishing ({})", status.describe());
+    let finished = match finished {
+        Some(f) => f,
+        None if stopped => Finished { measured_ms, ..Finished::default() },
+        None => bail!("the driver on {name} ended without finishing ({})", status.describe()),
     };
     for t in &mut totals {
         t.measured_ms = finished.measured_ms;
     }
-    Ok(TargetResult { target: name.clone(), totals, finished })
+    Ok(TargetResult { target: name.clone(), totals, finished, partial: stopped })
 }
