@@ -208,8 +208,11 @@ async fn driver_figures(
         let t = one(plan, "").await?;
         let (early, late) = sampler.stop();
         println!(
-            "soak {} s exec-mix: driver RSS first interval {} kB, last {} kB; controller RSS peak in the first {} s {:.1} MiB, in the last {:.1} MiB",
+            "soak {} s exec-mix: driver RSS peak in the first minute {} kB, in the last minute {} kB (first interval {} kB, last {} kB); \
+             controller RSS peak in the first {} s {:.1} MiB, in the last {:.1} MiB",
             soak.as_secs(),
+            t.driver_rss_kb_first_minute,
+            t.driver_rss_kb_last_minute,
             t.finished.rss_kb_first,
             t.finished.rss_kb_last,
             minute.as_secs(),

@@ -102,6 +102,9 @@ pub struct Interval {
     pub late: u64,
     pub response: String,
     pub service: String,
+    /// The driver's resident set when the interval closed (kB), to see whether memory stays flat.
+    #[serde(default)]
+    pub driver_rss_kb: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

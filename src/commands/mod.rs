@@ -230,7 +230,13 @@ async fn run_workload(p: &Provisioned, plan: &Plan, run: &str) -> Result<(u8, bo
     for r in results {
         match r {
             Ok(t) => {
-                per_target.push(serde_json::json!({"target": t.target, "partial": t.partial, "finished": t.finished}));
+                per_target.push(serde_json::json!({
+                    "target": t.target,
+                    "partial": t.partial,
+                    "driver_rss_kb_first_minute": t.driver_rss_kb_first_minute,
+                    "driver_rss_kb_last_minute": t.driver_rss_kb_last_minute,
+                    "finished": t.finished,
+                }));
                 rows.extend(t.totals);
             }
             Err(e) => {

@@ -238,6 +238,7 @@ fn record(plan: &Plan, t0: Instant, from: Instant, end: Instant, rx: &chan::Rece
     let mut samples: BTreeMap<String, Vec<String>> = BTreeMap::new();
 
     let flush = |cur: &mut Vec<OpInterval>, start: Instant, len: Duration, out: &mut dyn Write, fin: &mut Finished| -> Result<()> {
+        let rss = crate::bench::current_rss() / 1024;
         for (spec, st) in plan.ops.iter().zip(cur.iter_mut()) {
             let r = Record::Interval(Interval {
                 op: spec.name.clone(),
@@ -249,13 +250,13 @@ fn record(plan: &Plan, t0: Instant, from: Instant, end: Instant, rx: &chan::Rece
                 late: st.late,
                 response: schema::encode_histogram(&st.response)?,
                 service: schema::encode_histogram(&st.service)?,
+                driver_rss_kb: rss,
             });
             serde_json::to_writer(&mut *out, &r)?;
             out.write_all(b"\n")?;
             *st = OpInterval::new();
         }
         out.flush()?;
-        let rss = crate::bench::current_rss() / 1024;
         if fin.rss_kb_first == 0 {
             fin.rss_kb_first = rss;
         }

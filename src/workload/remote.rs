@@ -15,6 +15,7 @@ use crate::report::OpTotals;
 use crate::report::hlog::HlogWriter;
 use crate::schema::{self, Finished, Plan, Record};
 
+
 /// What one target's run produced.
 pub struct TargetResult {
     pub target: String,
@@ -22,6 +23,34 @@ pub struct TargetResult {
     pub finished: Finished,
     /// Stopped early (Ctrl-C): totals cover the intervals received until then.
     pub partial: bool,
+    /// Peak driver RSS (kB) in the first and in the last minute of the measured run.
+    pub driver_rss_kb_first_minute: u64,
+    pub driver_rss_kb_last_minute: u64,
+}
+
+/// Peak of a value over the first minute and over a sliding last minute, in bounded memory.
+#[derive(Default)]
+struct MinuteWindows {
+    origin: Option<u64>,
+    first: u64,
+    last: std::collections::VecDeque<(u64, u64)>,
+}
+
+impl MinuteWindows {
+    fn add(&mut self, at_ms: u64, value: u64) {
+        let origin = *self.origin.get_or_insert(at_ms);
+        if at_ms < origin + 60_000 {
+            self.first = self.first.max(value);
+        }
+        self.last.push_back((at_ms, value));
+        while self.last.front().is_some_and(|(t, _)| *t + 60_000 <= at_ms) {
+            self.last.pop_front();
+        }
+    }
+
+    fn peaks(&self) -> (u64, u64) {
+        (self.first, self.last.iter().map(|x| x.1).max().unwrap_or(0))
+    }
 }
 
 /// `launcher` prefixes the driver's command line (e.g. `taskset -c 0` to pin it to one core).
@@ -73,6 +102,7 @@ async fn run_one(
     let mut fatal = None;
     let mut measured_ms = 0u64;
     let mut last_progress = std::time::Instant::now();
+    let mut rss = MinuteWindows::default();
 
     let stdin = serde_json::to_vec(plan)?;
     let budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms) + Duration::from_secs(120);
@@ -106,6 +136,7 @@ async fn run_one(
                     }
                     if i == 0 {
                         measured_ms += iv.length_ms;
+                        rss.add(iv.start_ms, iv.driver_rss_kb);
                     }
                     if last_progress.elapsed() > Duration::from_millis(900) {
                         last_progress = std::time::Instant::now();
@@ -138,5 +169,35 @@ async fn run_one(
     for t in &mut totals {
         t.measured_ms = finished.measured_ms;
     }
-    Ok(TargetResult { target: name.clone(), totals, finished, partial: stopped })
+    let (first, last) = rss.peaks();
+    Ok(TargetResult {
+        target: name.clone(),
+        totals,
+        finished,
+        partial: stopped,
+        driver_rss_kb_first_minute: first,
+        driver_rss_kb_last_minute: last,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MinuteWindows;
+
+    #[test]
+    fn minute_windows_keep_first_and_sliding_last_peaks() {
+        let mut w = MinuteWindows::default();
+        for s in 0..600u64 {
+            // 100 in the first minute (peak 150 at 30 s), 200 later, a 300 spike at 500 s.
+            let v = match s {
+                30 => 150,
+                500 => 300,
+                _ if s < 60 => 100,
+                _ => 200,
+            };
+            w.add(2000 + s * 1000, v);
+        }
+        assert_eq!(w.peaks(), (150, 200), "the 500 s spike left the last-minute window");
+        assert!(w.last.len() <= 61, "bounded: {}", w.last.len());
+    }
 }
