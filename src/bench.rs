@@ -238,7 +238,7 @@ impl RssTimeline {
         let task = tokio::spawn(async move {
             loop {
                 if let Ok(mut v) = s.lock() {
-                    v.push((Instant::now(), current_rss()));
+                    v.push((Instant::now(), crate::procstat::current_rss()));
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -278,11 +278,11 @@ struct RssSampler {
 
 impl RssSampler {
     fn start() -> RssSampler {
-        let peak = Arc::new(AtomicU64::new(current_rss()));
+        let peak = Arc::new(AtomicU64::new(crate::procstat::current_rss()));
         let p = peak.clone();
         let task = tokio::spawn(async move {
             loop {
-                p.fetch_max(current_rss(), Ordering::Relaxed);
+                p.fetch_max(crate::procstat::current_rss(), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
@@ -291,27 +291,7 @@ impl RssSampler {
 
     fn stop(self) -> u64 {
         self.task.abort();
-        self.peak.load(Ordering::Relaxed).max(current_rss())
+        self.peak.load(Ordering::Relaxed).max(crate::procstat::current_rss())
     }
 }
 
-/// VmRSS in bytes from /proc/self/status (0 where unavailable).
-pub fn current_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rss_is_read() {
-        assert!(super::current_rss() > 0);
-    }
-}

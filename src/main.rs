@@ -10,6 +10,7 @@ mod commands;
 mod control;
 mod exit;
 mod paths;
+mod procstat;
 mod progress;
 mod provider;
 mod driver;

@@ -238,7 +238,7 @@ fn record(plan: &Plan, t0: Instant, from: Instant, end: Instant, rx: &chan::Rece
     let mut samples: BTreeMap<String, Vec<String>> = BTreeMap::new();
 
     let flush = |cur: &mut Vec<OpInterval>, start: Instant, len: Duration, out: &mut dyn Write, fin: &mut Finished| -> Result<()> {
-        let rss = crate::bench::current_rss() / 1024;
+        let rss = crate::procstat::current_rss() / 1024;
         for (spec, st) in plan.ops.iter().zip(cur.iter_mut()) {
             let r = Record::Interval(Interval {
                 op: spec.name.clone(),
