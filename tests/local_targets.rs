@@ -50,6 +50,22 @@ fn three_targets_concurrently_isolated_and_torn_down() {
             assert_eq!(c, 7, "{name}: probe of {addr} should fail with no route: {err}");
         }
 
+        // Outside hosts resolve to loopback fixtures inside the target: the positive control of
+        // every network test. A request reaches its fixture (HTTPS trusted, no -k) and is logged.
+        let probe = format!("probe-{}", std::process::id());
+        for (url, host) in [
+            (format!("https://evil.com/{probe}"), "evil.com"),
+            (format!("http://registry.npm.test/{probe}"), "registry.npm.test"),
+            (format!("https://api.github.com/{probe}"), "api.github.com"),
+        ] {
+            let (c, body, err) = ssh(config, &format!("{name}-observe"), &format!("curl -sS --max-time 5 {url}"));
+            assert_eq!((c, body.trim()), (0, format!("abench-fixture {host}").as_str()), "{name} {url}: {err}");
+        }
+        let (_, log, _) = ssh(config, &format!("{name}-observe"), "cat /var/log/agentsh-bench/fixtures.log");
+        assert_eq!(log.lines().filter(|l| l.contains(&probe)).count(), 3, "{name}: fixture log: {log}");
+        let (_, resolved, _) = ssh(config, name, "getent hosts evil.com api.github.com registry.npm.test");
+        assert!(resolved.lines().all(|l| l.starts_with("127.")), "{name}: {resolved}");
+
         // The driver went in before anything else and runs.
         let (c, v, _) = ssh(config, name, "/usr/local/bin/agentsh-bench --version");
         assert_eq!((c, v.trim()), (0, format!("agentsh-bench {}", env!("CARGO_PKG_VERSION")).as_str()));

@@ -153,6 +153,7 @@ async fn one(target: Target, setup: &Setup, dir: &Path, line: &crate::progress::
     let observe: Conn =
         step!("observer-connect", Conn::connect(&format!("{}/observe", target.name), &target.observe, &setup.control_dir, 6));
     step!("driver", steps::driver(&ctx, &conn));
+    step!("fixtures", steps::fixtures(&ctx, &observe));
     let agentsh_version = match &setup.artifact {
         None => {
             step!("readiness", steps::readiness_without_agentsh(&ctx, &conn, &observe));

@@ -61,6 +61,50 @@ pub async fn observer(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
     Ok(())
 }
 
+/// Outside hosts the suite names, each mapped in the target's /etc/hosts to a loopback address of
+/// its own where a fixture answers HTTP (80) and HTTPS (443, a certificate from a CA made on the
+/// target and trusted there). Network tests then never leave the target whatever agentsh does,
+/// and a request that got through is seen in the fixture log. Registry names are `.test`
+/// stand-ins, as in the policy.
+pub const FIXTURE_HOSTS: &[(&str, &[&str])] = &[
+    ("127.0.0.2", &["evil.com", "www.evil.com"]),
+    ("127.0.0.3", &["registry.npm.test"]),
+    ("127.0.0.4", &["api.github.com"]),
+    ("127.0.0.5", &["evil.test"]),
+];
+pub const FIXTURE_LOG: &str = "/var/log/agentsh-bench/fixtures.log";
+const FIXTURE_SCRIPT: &[u8] = include_bytes!("../../assets/fixtures/fixtures.py");
+
+/// Installs and (re)starts the fixtures; waits until one answers over HTTPS by name. (A pid file,
+/// not `pkill -f`: this very command line names the script and would match itself.)
+pub async fn fixtures(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
+    let dir = "/usr/local/libexec/agentsh-bench";
+    conn.upload(FIXTURE_SCRIPT, &format!("{dir}/fixtures.py"), 0o755, QUICK).await?;
+    let names: Vec<&str> = FIXTURE_HOSTS.iter().flat_map(|(_, n)| n.iter().copied()).collect();
+    let san = names.iter().map(|n| format!("DNS:{n}")).collect::<Vec<_>>().join(",");
+    let hosts: String = FIXTURE_HOSTS.iter().map(|(a, n)| format!("{a} {} # abench-fixture\n", n.join(" "))).collect();
+    let addrs = FIXTURE_HOSTS.iter().map(|(a, _)| *a).collect::<Vec<_>>().join(" ");
+    let probe = names[0];
+    let cmd = format!(
+        "set -e; f=/etc/agentsh-bench/fixtures; mkdir -p $f /var/log/agentsh-bench; \
+         if [ ! -s $f/leaf.pem ]; then \
+           openssl req -x509 -newkey rsa:2048 -nodes -keyout $f/ca.key -out $f/ca.pem -days 30 -subj '/CN=agentsh-bench fixture CA' 2>/dev/null; \
+           openssl req -newkey rsa:2048 -nodes -keyout $f/leaf.key -out $f/leaf.csr -subj '/CN=agentsh-bench fixture' 2>/dev/null; \
+           printf 'subjectAltName={san}\n' > $f/ext; \
+           openssl x509 -req -in $f/leaf.csr -CA $f/ca.pem -CAkey $f/ca.key -CAcreateserial -out $f/leaf.pem -days 30 -extfile $f/ext 2>/dev/null; \
+           cp $f/ca.pem /usr/local/share/ca-certificates/agentsh-bench-fixture.crt; update-ca-certificates >/dev/null 2>&1; \
+         fi; \
+         grep -v '# abench-fixture$' /etc/hosts > $f/hosts.tmp || true; printf '{hosts}' >> $f/hosts.tmp; cat $f/hosts.tmp > /etc/hosts; \
+         if [ -s $f/pid ]; then kill $(cat $f/pid) 2>/dev/null || true; sleep 0.2; fi; \
+         setsid nohup python3 {dir}/fixtures.py $f/leaf.pem $f/leaf.key {FIXTURE_LOG} {addrs} > /var/log/agentsh-bench/fixtures.out 2>&1 < /dev/null & \
+         echo $! > $f/pid; \
+         for i in $(seq 1 100); do curl -sf --max-time 1 https://{probe}/abench-fixture-ready >/dev/null && exit 0; sleep 0.1; done; \
+         cat /var/log/agentsh-bench/fixtures.out >&2; exit 1"
+    );
+    check_logged(ctx, conn, &cmd, QUICK).await.context("starting the loopback fixtures")?;
+    Ok(())
+}
+
 /// This binary as the on-target driver; skipped when the same bytes are already there.
 pub async fn driver(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
     let have = run_logged(ctx, conn, &format!("sha256sum {DRIVER_PATH} 2>/dev/null"), QUICK).await?;
