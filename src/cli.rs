@@ -150,6 +150,18 @@ pub enum Command {
         #[arg(default_value = crate::agentsh::DEFAULT_VERSION)]
         spec: String,
     },
+    /// Compare two runs' latency op by op (e.g. agentsh against an `--agentsh none` baseline):
+    /// percentiles from the merged hlogs of every target, ratios run/base; writes
+    /// RUN/comparison-<workload>.csv.
+    Compare {
+        /// Results directory of the baseline run.
+        base: PathBuf,
+        /// Results directory of the run to judge.
+        run: PathBuf,
+        /// Workload to compare (default: the only one both runs have).
+        #[arg(long)]
+        workload: Option<String>,
+    },
     /// The on-target driver: reads a plan on stdin, streams records on stdout (run by the harness).
     #[command(hide = true)]
     Driver,

@@ -4,6 +4,7 @@
 //! `control` is the SSH layer every stage talks through; `agentsh` obtains the system under test.
 
 mod agentsh;
+mod analyze;
 mod bench;
 mod cli;
 mod commands;

@@ -19,6 +19,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         None => main_job(&cli.targets, &cli.workload, cli.out.as_deref(), cli.keep).await,
         Some(Command::Driver) => unreachable!("the driver runs before the async runtime starts"),
+        Some(Command::Compare { base, run, workload }) => compare(&base, &run, workload.as_deref()),
         Some(Command::Up { targets, out }) => up(&targets, out.as_deref()).await,
         Some(Command::Down { run, provider, engine, exe_host, exe_ssh_config }) => {
             let p = control_only(provider, engine, &exe_host, exe_ssh_config.as_deref())?;
@@ -339,6 +340,39 @@ fn teardown_state(run: &str) {
         let _ = std::fs::remove_dir_all(dir.join("runs").join(run));
     }
     let _ = std::fs::remove_dir_all(crate::paths::runtime_dir().join(run));
+}
+
+fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
+    let workloads = |d: &Path| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(d.join("histograms"))
+            .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    };
+    let workload = match workload {
+        Some(w) => w.to_string(),
+        None => {
+            let both: Vec<String> = workloads(base).intersection(&workloads(run)).cloned().collect();
+            match both.as_slice() {
+                [one] => one.clone(),
+                [] => return Err(exit::usage(format!("{} and {} have no workload in common", base.display(), run.display()))),
+                many => return Err(exit::usage(format!("both runs have several workloads ({}): pick one with --workload", many.join(", ")))),
+            }
+        }
+    };
+    let b = crate::analyze::load(base, &workload).map_err(|e| exit::usage(format!("{e:#}")))?;
+    let r = crate::analyze::load(run, &workload).map_err(|e| exit::usage(format!("{e:#}")))?;
+    for op in b.keys().filter(|k| !r.contains_key(*k)) {
+        eprintln!("note: op {op} is only in the baseline");
+    }
+    for op in r.keys().filter(|k| !b.contains_key(*k)) {
+        eprintln!("note: op {op} is only in the run");
+    }
+    let rows = crate::analyze::compare(&b, &r);
+    crate::analyze::print(&rows);
+    let out = run.join(format!("comparison-{workload}.csv"));
+    crate::analyze::write_csv(&out, &rows)?;
+    println!("written: {}", out.display());
+    Ok(exit::OK)
 }
 
 async fn ls(provider: &dyn Provider) -> Result<u8> {
