@@ -52,7 +52,24 @@ fn emit(out: &mut impl Write, r: &Record) -> Result<()> {
     Ok(())
 }
 
+/// The controller validates plans when it loads them; the driver checks again what would make it
+/// panic, since anything can be piped into it.
+fn check(plan: &Plan) -> Result<()> {
+    anyhow::ensure!(!plan.ops.is_empty(), "the plan has no ops");
+    anyhow::ensure!(plan.ops.iter().all(|o| o.weight > 0), "an op has weight 0");
+    if let Load::Rate { ops_per_s, .. } = plan.load {
+        anyhow::ensure!(ops_per_s.is_finite() && ops_per_s > 0.0, "rate must be a positive number, not {ops_per_s}");
+    }
+    for o in &plan.ops {
+        if let schema::OpKind::Exec { argv, .. } = &o.kind {
+            anyhow::ensure!(!argv.is_empty() && !argv[0].is_empty(), "op {}: exec needs a program", o.name);
+        }
+    }
+    Ok(())
+}
+
 pub fn run(plan: &Plan, out: &mut impl Write) -> Result<()> {
+    check(plan)?;
     let fixture = fixture::Fixture::start().context("starting the loopback fixture")?;
     let runner = ops::Runner::new(plan, fixture.port())?;
     let workers = plan.load.workers().max(1);
@@ -328,6 +345,43 @@ fn record(plan: &Plan, t0: Instant, from: Instant, end: Instant, rx: &chan::Rece
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_plans_are_refused_not_panicked_on() {
+        let mut plan: Plan = serde_json::from_str(
+            r#"{"name":"x","ops":[{"name":"n","weight":1,"kind":"noop"}],"load":{"rate":{"ops_per_s":0.0,"workers":1}},
+                "duration_ms":10,"warmup_ms":0,"interval_ms":10,"late_after_us":1000,"workspace":"/tmp/abench-test-ws"}"#,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        assert!(format!("{}", run(&plan, &mut out).unwrap_err()).contains("rate must be a positive"));
+        plan.load = Load::Rate { ops_per_s: 1000.0, workers: 1 };
+        plan.ops[0].kind = schema::OpKind::Exec { argv: vec![], expect: Default::default(), timeout_ms: 1 };
+        assert!(format!("{}", run(&plan, &mut out).unwrap_err()).contains("exec needs a program"));
+    }
+
+    /// Open loop: exactly rate × duration ops are intended in the measured window, and all run,
+    /// split by weight; warm-up ops are not reported.
+    #[test]
+    fn open_loop_runs_exactly_the_scheduled_ops() {
+        let plan: Plan = serde_json::from_str(
+            r#"{"name":"x","ops":[{"name":"a","weight":3,"kind":"noop"},{"name":"b","weight":1,"kind":"noop"}],
+                "load":{"rate":{"ops_per_s":2000.0,"workers":2}},
+                "duration_ms":300,"warmup_ms":100,"interval_ms":100,"late_after_us":1000,"workspace":"/tmp/abench-test-ws"}"#,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        run(&plan, &mut out).unwrap();
+        let records: Vec<Record> = String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(matches!(records.first(), Some(Record::Started { .. })));
+        let Some(Record::Finished(f)) = records.last() else { panic!("no finished record") };
+        assert_eq!(f.completed, 600, "2000/s × 0.3 s");
+        let count = |op: &str| -> u64 {
+            records.iter().filter_map(|r| match r { Record::Interval(i) if i.op == op => Some(i.count), _ => None }).sum()
+        };
+        assert_eq!((count("a"), count("b")), (450, 150));
+        assert!(records.iter().all(|r| !matches!(r, Record::Interval(i) if i.start_ms < 100)), "warm-up reported");
+    }
 
     #[test]
     fn picker_gives_exact_shares_evenly() {
