@@ -13,6 +13,15 @@ fn write_workload(dir: &Path, name: &str, body: &str) -> PathBuf {
     p
 }
 
+/// The main job on one baseline target with a workload written from `body`; results in DIR/out.
+fn run_inline_workload(name: &str, body: &str) -> (tempfile::TempDir, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let w = write_workload(dir.path(), name, body);
+    let out = dir.path().join("out");
+    let o = bench(&["--vms", "1", "--agentsh", "none", "--workload", w.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    (dir, o)
+}
+
 fn rows(csv_path: &Path) -> Vec<std::collections::HashMap<String, String>> {
     let mut r = csv::Reader::from_path(csv_path).unwrap();
     let h = r.headers().unwrap().clone();
@@ -76,14 +85,11 @@ fn exec_mix_measures_every_op_and_hlogs_open_elsewhere() {
 #[test]
 fn a_stall_shows_in_response_time_not_hidden() {
     let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let w = write_workload(
-        dir.path(),
+    let (dir, o) = run_inline_workload(
         "stall",
         "name = \"stall\"\nduration = \"2s\"\n[load]\nrate = 50\nworkers = 1\n[[op]]\nname = \"sleep\"\nexec = [\"/bin/sleep\", \"0.1\"]\n",
     );
     let out = dir.path().join("out");
-    let o = bench(&["--vms", "1", "--agentsh", "none", "--workload", w.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     let r = &rows(&out.join("latency.csv"))[0];
     let resp_max: f64 = r["response_max_ms"].parse().unwrap();
@@ -101,9 +107,7 @@ fn a_stall_shows_in_response_time_not_hidden() {
 #[test]
 fn wrong_decisions_and_errors_are_counted_apart() {
     let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let w = write_workload(
-        dir.path(),
+    let (dir, o) = run_inline_workload(
         "bad",
         "name = \"bad\"\nduration = \"2s\"\n[load]\nrate = 20\nworkers = 2\n\
          [[op]]\nname = \"false\"\nexec = [\"/bin/false\"]\n\
@@ -111,7 +115,6 @@ fn wrong_decisions_and_errors_are_counted_apart() {
          [[op]]\nname = \"echo\"\nexec = [\"/bin/echo\", \"hi\"]\nexpect = { exit = 0, stdout_contains = \"bye\" }\n",
     );
     let out = dir.path().join("out");
-    let o = bench(&["--vms", "1", "--agentsh", "none", "--workload", w.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(code(&o), 1, "wrong decisions must fail the run: {}", text(&o.stderr));
     let rows = rows(&out.join("latency.csv"));
     let by = |op: &str| rows.iter().find(|r| r["op"] == op).unwrap().clone();
