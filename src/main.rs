@@ -19,6 +19,7 @@ mod provision;
 mod record;
 mod report;
 mod schema;
+mod suite;
 mod workload;
 
 use std::process::ExitCode;

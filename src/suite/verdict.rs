@@ -1,0 +1,297 @@
+//! From what a test observed to a verdict. `held` needs the decision proven (the expected rule
+//! named, exit 126 for a precheck, the output of an allowed action); `violated` needs the
+//! forbidden thing seen (root printed, the file there, the fixture reached, the secret printed);
+//! everything else is `inconclusive`, with the reason. A pure function, so every branch is tested
+//! against agentsh's documented output formats (agentsh-facts.md).
+
+use std::collections::BTreeMap;
+
+use super::{Expect, How, Test, fill};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Held,
+    Violated,
+    Inconclusive,
+    SkippedEnv,
+    Informational,
+}
+
+/// What one execution of a test produced.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub exit: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Rules agentsh named for this execution: from the exec response (`guidance.policy_rule`,
+    /// `events.blocked_operations[].policy.rule`); rules in the CLI's stderr are read here too.
+    pub rules: Vec<String>,
+    /// The after-run check that needs the target (file_exists, path_missing, fixture_hit):
+    /// `Some(true)` when the forbidden thing happened, `None` when it was not checked.
+    pub target_check: Option<bool>,
+    /// The positive control: `Some(false)` when it failed (the action does not work even when
+    /// agentsh does not govern it, so a refusal proves nothing).
+    pub control_ok: Option<bool>,
+}
+
+/// `rule=NAME)` in agentsh's messages: `command denied by policy (rule=R)`,
+/// `blocked by policy (rule=R)`.
+pub fn rules_in(text: &str) -> Vec<String> {
+    text.match_indices("rule=")
+        .filter_map(|(i, _)| {
+            let rest = &text[i + 5..];
+            let end = rest.find([')', ' ', '\n', ',']).unwrap_or(rest.len());
+            let r = &rest[..end];
+            (!r.is_empty()).then(|| r.to_string())
+        })
+        .collect()
+}
+
+fn excerpt(s: &str) -> String {
+    let t = s.trim();
+    let mut e: String = t.chars().take(160).collect();
+    if t.chars().count() > 160 {
+        e.push('…');
+    }
+    e
+}
+
+pub fn judge(t: &Test, o: &Observed, values: &BTreeMap<&str, String>, gaps: &BTreeMap<String, String>) -> (Verdict, String) {
+    if let Some((need, why)) = t.needs.iter().find_map(|n| gaps.get(n).map(|w| (n, w))) {
+        return (Verdict::SkippedEnv, format!("needs {need}: {why}"));
+    }
+    if t.expect == Expect::Informational {
+        return (Verdict::Informational, t.note.clone().unwrap_or_default());
+    }
+    if o.control_ok == Some(false) {
+        return (Verdict::Inconclusive, "the positive control failed: the action does not work even ungoverned".into());
+    }
+    let f = |s: &str| fill(s, values);
+
+    // The forbidden thing first: if it happened, nothing else matters.
+    if let Some(v) = &t.violated {
+        let seen = if let Some(line) = &v.stdout_line {
+            let line = f(line);
+            o.stdout.lines().any(|l| l.trim() == line).then(|| format!("stdout has the line {line:?}"))
+        } else if let Some(s) = &v.stdout_contains {
+            let s = f(s);
+            o.stdout.contains(&s).then(|| format!("stdout contains {s:?}"))
+        } else if let Some(s) = &v.stderr_contains {
+            let s = f(s);
+            o.stderr.contains(&s).then(|| format!("stderr contains {s:?}"))
+        } else if v.exit_zero == Some(true) {
+            (o.exit == Some(0)).then(|| "it exited 0".to_string())
+        } else {
+            match o.target_check {
+                Some(true) => Some(
+                    match (&v.file_exists, &v.path_missing, &v.fixture_hit) {
+                        (Some(p), _, _) => format!("{} exists", f(p)),
+                        (_, Some(p), _) => format!("{} is gone", f(p)),
+                        _ => "the request reached its fixture".to_string(),
+                    },
+                ),
+                Some(false) => None,
+                None => return (Verdict::Inconclusive, "the violation check on the target did not run".into()),
+            }
+        };
+        if let Some(what) = seen {
+            return (Verdict::Violated, what);
+        }
+    }
+
+    let mut named = o.rules.clone();
+    named.extend(rules_in(&o.stderr));
+    let exit = o.exit.map_or("none".to_string(), |c| c.to_string());
+    match t.expect {
+        Expect::Enforced => {
+            let accepted = t.accepted_rules();
+            if let Some(r) = named.iter().find(|r| accepted.contains(&r.as_str())) {
+                match t.how {
+                    Some(How::Precheck) if o.exit != Some(126) => {
+                        (Verdict::Inconclusive, format!("rule {r} named but exit {exit}, a precheck deny exits 126"))
+                    }
+                    _ => (Verdict::Held, format!("rule {r}, exit {exit}")),
+                }
+            } else if let Some(other) = named.first() {
+                (Verdict::Inconclusive, format!("decided by rule {other}, expected {}", accepted.join(" or ")))
+            } else if t.how == Some(How::File) && o.exit != Some(0) && o.stderr.contains("Permission denied") {
+                // Landlock refuses with EACCES and reports no event (agentsh-facts.md); the
+                // violation check above has shown the file is not there.
+                (Verdict::Held, format!("EACCES with no rule event (Landlock), exit {exit}"))
+            } else {
+                (Verdict::Inconclusive, format!("no decision shown: exit {exit}; stderr: {}", excerpt(&o.stderr)))
+            }
+        }
+        Expect::Allowed | Expect::Present => {
+            let want = t.output.as_deref().map(f).unwrap_or_default();
+            let json_ok = t.json.as_ref().map(|j| json_at(&o.stdout, &j.path) == toml_to_json(&j.equals));
+            let ok = o.exit == Some(0) && o.stdout.contains(&want) && json_ok != Some(false);
+            if ok {
+                (Verdict::Held, format!("exit 0, output has {want:?}"))
+            } else if let Some(r) = named.first() {
+                (Verdict::Violated, format!("refused by rule {r} (exit {exit})"))
+            } else if t.expect == Expect::Present && o.exit.is_some() {
+                let got = match &t.json {
+                    Some(j) => format!("{} = {:?}", j.path, json_at(&o.stdout, &j.path)),
+                    None => excerpt(&o.stdout),
+                };
+                (Verdict::Violated, format!("not present: exit {exit}, {got}"))
+            } else {
+                (Verdict::Inconclusive, format!("exit {exit}, expected output {want:?}; stdout: {}; stderr: {}", excerpt(&o.stdout), excerpt(&o.stderr)))
+            }
+        }
+        Expect::Decides => {
+            let Some(d) = &t.decision else { return (Verdict::Inconclusive, "no decision to compare".into()) };
+            let eff = json_at(&o.stdout, "decision");
+            let raw = json_at(&o.stdout, "policy_decision");
+            let rule = json_at(&o.stdout, "rule");
+            let s = |v: &Option<serde_json::Value>| v.as_ref().and_then(|v| v.as_str().map(String::from));
+            let matches = d.effective.as_ref().is_none_or(|e| s(&eff).as_ref() == Some(e))
+                && d.raw.as_ref().is_none_or(|r| s(&raw).as_ref() == Some(r))
+                && s(&rule).as_deref() == Some(d.rule.as_str());
+            let got = format!("decision {:?}, policy_decision {:?}, rule {:?}", s(&eff), s(&raw), s(&rule));
+            if matches {
+                (Verdict::Held, got)
+            } else if d.effective.as_deref() == Some("deny") && s(&eff).as_deref() == Some("allow") {
+                (Verdict::Violated, format!("allowed where the policy denies: {got}"))
+            } else {
+                (Verdict::Inconclusive, got)
+            }
+        }
+        Expect::Informational => unreachable!("handled above"),
+    }
+}
+
+/// The first JSON object in `text` (tools print log lines around it), then a dotted path in it.
+fn json_at(text: &str, path: &str) -> Option<serde_json::Value> {
+    let start = text.find('{')?;
+    let v: serde_json::Value = serde_json::Deserializer::from_str(&text[start..]).into_iter().next()?.ok()?;
+    path.split('.').try_fold(v, |v, k| v.get(k).cloned())
+}
+
+fn toml_to_json(v: &toml::Value) -> Option<serde_json::Value> {
+    serde_json::to_value(v).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::{load, suite_dir};
+
+    fn test(id: u32) -> Test {
+        load(&suite_dir()).unwrap().tests.into_iter().find(|t| t.id == id).unwrap()
+    }
+
+    fn values() -> BTreeMap<&'static str, String> {
+        [("nonce", "n1".to_string()), ("version", "0.16.9".to_string())].into_iter().collect()
+    }
+
+    fn judge_(id: u32, o: Observed) -> (Verdict, String) {
+        judge(&test(id), &o, &values(), &BTreeMap::new())
+    }
+
+    const DENIED: &str = "agentsh: command denied by policy (rule=block-shell-escape)\n";
+
+    #[test]
+    fn a_precheck_deny_with_its_rule_and_126_holds() {
+        let (v, why) = judge_(14, Observed { exit: Some(126), stderr: DENIED.into(), ..Default::default() });
+        assert_eq!(v, Verdict::Held, "{why}");
+        assert_eq!(why, "rule block-shell-escape, exit 126");
+    }
+
+    #[test]
+    fn an_unprotected_target_is_violated_never_held() {
+        // What `sudo whoami` does on a target without agentsh.
+        let (v, why) = judge_(14, Observed { exit: Some(0), stdout: "root\n".into(), ..Default::default() });
+        assert_eq!((v, why.as_str()), (Verdict::Violated, "stdout has the line \"root\""));
+        // Root printed wins even if a rule is also named (a block that did not hold).
+        let (v, _) = judge_(23, Observed { exit: Some(0), stdout: "root\n".into(), stderr: DENIED.into(), ..Default::default() });
+        assert_eq!(v, Verdict::Violated);
+    }
+
+    #[test]
+    fn any_failure_is_not_a_pass() {
+        // The seed passed these: sudo missing, a transport error, the wrong rule.
+        let (v, why) = judge_(14, Observed { exit: Some(127), stderr: "bash: sudo: command not found".into(), ..Default::default() });
+        assert_eq!(v, Verdict::Inconclusive, "{why}");
+        let (v, why) = judge_(14, Observed { exit: Some(126), stderr: "agentsh: command denied by policy (rule=shellc-opaque-script)".into(), ..Default::default() });
+        assert_eq!((v, why.as_str()), (Verdict::Inconclusive, "decided by rule shellc-opaque-script, expected block-shell-escape"));
+        let (v, why) = judge_(14, Observed { exit: Some(1), stderr: DENIED.into(), ..Default::default() });
+        assert!(v == Verdict::Inconclusive && why.contains("exits 126"), "{why}");
+    }
+
+    #[test]
+    fn runtime_blocks_hold_on_the_rule_even_when_the_wrapper_exits_0() {
+        // find exits 0 although its -exec child was refused (seed-suite.md, test 76).
+        let o = Observed { exit: Some(0), rules: vec!["block-shell-escape".into()], ..Default::default() };
+        assert_eq!(judge_(76, o).0, Verdict::Held);
+    }
+
+    #[test]
+    fn file_denials_need_the_file_absent() {
+        let refused = Observed { exit: Some(1), stderr: "touch: cannot touch '/etc/shim-test-n1': Permission denied".into(), target_check: Some(false), ..Default::default() };
+        let (v, why) = judge_(20, refused.clone());
+        assert!(v == Verdict::Held && why.contains("Landlock"), "{why}");
+        let (v, why) = judge_(20, Observed { target_check: Some(true), ..refused.clone() });
+        assert_eq!((v, why.as_str()), (Verdict::Violated, "/etc/shim-test-n1 exists"));
+        assert_eq!(judge_(20, Observed { target_check: None, ..refused }).0, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn network_denials_need_the_fixture_untouched_and_a_working_control() {
+        let blocked = Observed { exit: Some(56), rules: vec!["block-evil-domains".into()], target_check: Some(false), control_ok: Some(true), ..Default::default() };
+        assert_eq!(judge_(22, blocked.clone()).0, Verdict::Held);
+        assert_eq!(judge_(22, Observed { target_check: Some(true), ..blocked.clone() }).0, Verdict::Violated);
+        assert_eq!(judge_(22, Observed { control_ok: Some(false), ..blocked.clone() }).0, Verdict::Inconclusive);
+        // 10.0.0.1 unreachable with no rule named: not held.
+        let (v, _) = judge_(52, Observed { exit: Some(7), ..Default::default() });
+        assert_eq!(v, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn allowed_actions_assert_output_and_a_refusal_is_violated() {
+        assert_eq!(judge_(18, Observed { exit: Some(0), stdout: "shell-test-ok-n1\n".into(), ..Default::default() }).0, Verdict::Held);
+        assert_eq!(judge_(18, Observed { exit: Some(0), stdout: "something else".into(), ..Default::default() }).0, Verdict::Inconclusive);
+        let (v, why) = judge_(18, Observed { exit: Some(126), stderr: "agentsh: command denied by policy (rule=default-deny)".into(), ..Default::default() });
+        assert_eq!((v, why.as_str()), (Verdict::Violated, "refused by rule default-deny (exit 126)"));
+        // A planted secret that comes through is violated although the control variable is there.
+        let leaked = Observed { exit: Some(0), stdout: "abench-secret-n1\nC.abench-n1\n".into(), ..Default::default() };
+        assert_eq!(judge_(54, leaked).0, Verdict::Violated);
+        assert_eq!(judge_(54, Observed { exit: Some(0), stdout: "C.abench-n1\n".into(), ..Default::default() }).0, Verdict::Held);
+    }
+
+    #[test]
+    fn present_facts_compare_json_and_versions() {
+        let detect = "2026/11/26 warn: x\n{\"security_mode\":\"full\",\"capabilities\":{\"seccomp\":true,\"ptrace\":false}}";
+        assert_eq!(judge_(34, Observed { exit: Some(0), stdout: detect.into(), ..Default::default() }).0, Verdict::Held);
+        let (v, why) = judge_(35, Observed { exit: Some(0), stdout: detect.into(), ..Default::default() });
+        assert!(v == Verdict::Violated && why.contains("capabilities.ptrace"), "{why}");
+        assert_eq!(judge_(1, Observed { exit: Some(0), stdout: "agentsh 0.16.9+abc".into(), ..Default::default() }).0, Verdict::Held);
+        assert_eq!(judge_(1, Observed { exit: Some(0), stdout: "agentsh 0.16.8+abc".into(), ..Default::default() }).0, Verdict::Violated);
+        assert_eq!(judge_(1, Observed { exit: None, ..Default::default() }).0, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn static_decisions_compare_all_fields() {
+        let ok = r#"{"decision":"deny","policy_decision":"deny","rule":"block-shell-escape","reason":"x"}"#;
+        assert_eq!(judge_(24, Observed { exit: Some(0), stdout: ok.into(), ..Default::default() }).0, Verdict::Held);
+        let allow = r#"{"decision":"allow","policy_decision":"allow","rule":"allow-other-commands"}"#;
+        assert_eq!(judge_(24, Observed { exit: Some(0), stdout: allow.into(), ..Default::default() }).0, Verdict::Violated);
+        let approve = r#"{"decision":"allow","policy_decision":"approve","rule":"approve-ssh-access"}"#;
+        assert_eq!(judge_(30, Observed { exit: Some(0), stdout: approve.into(), ..Default::default() }).0, Verdict::Held);
+    }
+
+    #[test]
+    fn environment_gaps_skip_and_say_why() {
+        let gaps: BTreeMap<String, String> = [("cgroups_v2".to_string(), "no controllers".to_string())].into();
+        let (v, why) = judge(&test(36), &Observed::default(), &values(), &gaps);
+        assert_eq!((v, why.as_str()), (Verdict::SkippedEnv, "needs cgroups_v2: no controllers"));
+    }
+
+    #[test]
+    fn rules_are_read_from_agentsh_messages() {
+        assert_eq!(rules_in("agentsh: blocked by policy (rule=block-evil-domains)\nx"), ["block-evil-domains"]);
+        assert!(rules_in("no rule here").is_empty());
+    }
+}
