@@ -30,6 +30,10 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkloadArgs {
+    /// Run the security suite this many times on every target (a fresh agentsh session each
+    /// time); 0 skips it.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub iterations: u32,
     /// Workload to run on every target after provisioning: a name from scenarios/workloads/, a
     /// path to a .toml, or none.
     #[arg(long, default_value = "none", value_name = "NAME")]

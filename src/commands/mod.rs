@@ -76,6 +76,9 @@ async fn resolve(spec: Spec) -> Result<Option<Artifact>> {
 pub struct Provisioned {
     pub dir: RunDir,
     pub outcomes: Vec<Outcome>,
+    /// sha256 of the config and policy installed (the suite checks they are the ones on disk).
+    pub config_sha: String,
+    pub policy_sha: String,
 }
 
 /// Checks the arguments before anything slow, obtains agentsh, then creates and hardens the targets.
@@ -146,7 +149,8 @@ pub async fn provision(args: &TargetArgs, provider: &dyn Provider, run: &str, ou
         }),
     )?;
     provision::summarize(&outcomes)?;
-    Ok(Provisioned { dir, outcomes })
+    let sha = |b: &[u8]| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b));
+    Ok(Provisioned { dir, outcomes, config_sha: sha(&setup.assets.config), policy_sha: sha(&setup.assets.policy) })
 }
 
 /// The workload plan of a run, loaded and checked before anything is provisioned.
@@ -165,6 +169,13 @@ pub fn workload_plan(w: &WorkloadArgs) -> Result<Option<Plan>> {
 /// (The security suite comes with the suite issue.)
 async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep: bool) -> Result<u8> {
     let plan = workload_plan(w)?;
+    // The suite and its environment file are checked before anything is provisioned.
+    let suite = if w.iterations > 0 { Some(crate::suite::load(&crate::suite::suite_dir())?) } else { None };
+    let gaps = crate::suite::environment_gaps(match args.provider {
+        ProviderKind::Local => "local",
+        ProviderKind::Exe => "exe",
+        ProviderKind::Ssh => "ssh",
+    })?;
     let provider = provider_for(args)?;
     let run = provider::new_run_tag();
     // Ctrl-C while provisioning drops the job (its ssh and engine child processes die with it);
@@ -185,9 +196,18 @@ async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep:
             return Ok(exit::INTERRUPTED);
         }
     };
-    let (code, interrupted) = match &plan {
-        Some(plan) => run_workload(&p, plan, &run).await?,
+    let (suite_code, suite_interrupted) = match &suite {
+        Some(suite) => run_suite(&p, suite, w.iterations, &gaps, &run).await?,
         None => (exit::OK, false),
+    };
+    let (code, interrupted) = match &plan {
+        Some(plan) if !suite_interrupted => run_workload(&p, plan, &run).await?,
+        _ => (exit::OK, suite_interrupted),
+    };
+    // The worse of the two, a regression (1) outranking an unproven or failed run (2).
+    let code = match (suite_code, code) {
+        (exit::OK, c) | (c, exit::OK) => c,
+        (a, b) => a.min(b),
     };
     if !keep || interrupted {
         teardown(provider.as_ref(), &run).await;
@@ -202,6 +222,67 @@ async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep:
         println!("kept: `agentsh-bench down --run {run}` removes them");
     }
     Ok(if ready < p.outcomes.len() { exit::INFRA } else { code })
+}
+
+/// Runs the suite `iterations` times on every ready target at once; writes tests.csv (row by row)
+/// and summary.csv, also after Ctrl-C. Exit 1 when a test was violated or flaky, 2 when some were
+/// only inconclusive (nothing proven either way), 0 when every verdict held.
+async fn run_suite(
+    p: &Provisioned,
+    suite: &crate::suite::Suite,
+    iterations: u32,
+    gaps: &std::collections::BTreeMap<String, String>,
+    run: &str,
+) -> Result<(u8, bool)> {
+    use crate::report::verdicts;
+    let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
+    let board = Board::new();
+    board.println(&format!("suite: {} tests × {iterations} iteration(s) on {} target(s)", suite.tests.len(), ready.len()));
+    let control_dir = crate::paths::runtime_dir().join(run);
+    let cx = crate::suite::run::SuiteRun {
+        suite,
+        iterations,
+        gaps,
+        config_sha: p.config_sha.clone(),
+        policy_sha: p.policy_sha.clone(),
+        control_dir: &control_dir,
+    };
+    let csv = std::sync::Mutex::new(verdicts::TestsCsv::create(&p.dir.path.join("tests.csv"))?);
+    let rows = std::sync::Mutex::new(Vec::new());
+    let jobs = ready.iter().map(|r| {
+        let (cx, csv, rows, board) = (&cx, &csv, &rows, &board);
+        async move {
+            let line = board.line(&format!("{} suite", r.target.name));
+            let res = crate::suite::run::run_target(r, cx, &line, |row| {
+                csv.lock().map_err(|_| anyhow::anyhow!("tests.csv lock poisoned"))?.row(run, &row)?;
+                rows.lock().map_err(|_| anyhow::anyhow!("rows lock poisoned"))?.push(row);
+                Ok(())
+            })
+            .await;
+            match &res {
+                Ok(()) => line.finish(true, "suite done"),
+                Err(e) => line.finish(false, &format!("{e:#}")),
+            }
+            res
+        }
+    });
+    let (results, interrupted) = tokio::select! {
+        r = futures::future::join_all(jobs) => (r, false),
+        _ = tokio::signal::ctrl_c() => (Vec::new(), true),
+    };
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let rows = rows.into_inner().map_err(|_| anyhow::anyhow!("rows lock poisoned"))?;
+    let tallies = verdicts::tally(&rows);
+    verdicts::write_summary(&p.dir.path.join("summary.csv"), &tallies)?;
+    let (bad, unsure) = verdicts::print_summary(&tallies);
+    let code = if bad > 0 {
+        exit::REGRESSION
+    } else if failed > 0 || unsure > 0 || interrupted {
+        exit::INFRA
+    } else {
+        exit::OK
+    };
+    Ok((code, interrupted))
 }
 
 /// Runs the workload on every ready target at once; writes latency.csv, histograms/, charts/ and

@@ -5,7 +5,7 @@
 pub mod assets;
 mod steps;
 
-pub use steps::DRIVER_PATH;
+pub use steps::{DRIVER_PATH, FIXTURE_LOG};
 
 use std::path::{Path, PathBuf};
 

@@ -3,6 +3,7 @@
 
 pub mod charts;
 pub mod hlog;
+pub mod verdicts;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,10 +1,8 @@
 //! The security suite as data: `scenarios/suite/*.toml` (one file per category), validated on
-//! load with errors that name the file and line, and the rule that turns what a test observed
-//! into a verdict ([`verdict`]). Running the tests on targets comes with the suite issue, which is
-//! blocked until agentsh can be obtained.
+//! load with errors that name the file and line; the rule that turns what a test observed into a
+//! verdict ([`verdict`]); running it on targets ([`run`]).
 
-#![allow(dead_code)] // the runner that uses the whole model lands with the suite issue
-
+pub mod run;
 pub mod verdict;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -268,7 +266,7 @@ fn validate(t: &Test) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn all_text(t: &Test) -> Vec<&str> {
+pub(crate) fn all_text(t: &Test) -> Vec<&str> {
     let mut v: Vec<&str> = Vec::new();
     v.extend(t.command.as_deref());
     v.extend(t.argv.iter().flatten().map(String::as_str));

@@ -1,0 +1,168 @@
+//! The suite's outputs: `tests.csv` (one row per execution, written as each test ends),
+//! `summary.csv` (per test × target: counts by verdict, flaky when held and not held mix) and the
+//! terminal summary with violated and flaky tests first.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::suite::run::Row;
+use crate::suite::verdict::Verdict;
+
+pub struct TestsCsv {
+    w: csv::Writer<std::fs::File>,
+}
+
+impl TestsCsv {
+    pub fn create(path: &Path) -> Result<TestsCsv> {
+        let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+        w.write_record([
+            "run_id", "target", "agentsh_version", "iteration", "category", "test_id", "test", "verdict", "expected", "evidence",
+            "duration_ms", "detail",
+        ])?;
+        w.flush()?;
+        Ok(TestsCsv { w })
+    }
+
+    pub fn row(&mut self, run: &str, r: &Row) -> Result<()> {
+        let verdict = verdict_name(r.verdict);
+        self.w.write_record([
+            run,
+            &r.target,
+            &r.agentsh_version,
+            &r.iteration.to_string(),
+            &r.category,
+            &r.test_id.to_string(),
+            &r.test,
+            verdict,
+            &r.expected,
+            &r.evidence,
+            &r.duration_ms.to_string(),
+            &r.detail,
+        ])?;
+        // Flushed per row: a crash loses at most the test in flight.
+        self.w.flush().context("flushing tests.csv")?;
+        Ok(())
+    }
+}
+
+pub fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Held => "held",
+        Verdict::Violated => "violated",
+        Verdict::Inconclusive => "inconclusive",
+        Verdict::SkippedEnv => "skipped-env",
+        Verdict::Informational => "informational",
+    }
+}
+
+/// Counts per (test, target).
+#[derive(Default, Clone)]
+pub struct Tally {
+    pub name: String,
+    pub counts: BTreeMap<&'static str, u32>,
+}
+
+impl Tally {
+    fn n(&self, v: &str) -> u32 {
+        self.counts.get(v).copied().unwrap_or(0)
+    }
+
+    /// Held sometimes and not at other times: the protection holds only sometimes.
+    pub fn flaky(&self) -> bool {
+        self.n("held") > 0 && (self.n("violated") > 0 || self.n("inconclusive") > 0)
+    }
+}
+
+pub fn tally(rows: &[Row]) -> BTreeMap<(u32, String), Tally> {
+    let mut m: BTreeMap<(u32, String), Tally> = BTreeMap::new();
+    for r in rows {
+        let t = m.entry((r.test_id, r.target.clone())).or_default();
+        t.name = r.test.clone();
+        *t.counts.entry(verdict_name(r.verdict)).or_default() += 1;
+    }
+    m
+}
+
+pub fn write_summary(path: &Path, tallies: &BTreeMap<(u32, String), Tally>) -> Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    w.write_record(["test_id", "test", "target", "held", "violated", "inconclusive", "skipped_env", "informational", "flaky"])?;
+    for ((id, target), t) in tallies {
+        w.write_record([
+            id.to_string(),
+            t.name.clone(),
+            target.clone(),
+            t.n("held").to_string(),
+            t.n("violated").to_string(),
+            t.n("inconclusive").to_string(),
+            t.n("skipped-env").to_string(),
+            t.n("informational").to_string(),
+            t.flaky().to_string(),
+        ])?;
+    }
+    w.flush().with_context(|| format!("flushing {}", path.display()))?;
+    Ok(())
+}
+
+/// Violated and flaky first, then counts; returns how many test × target pairs were violated or
+/// flaky, and how many only inconclusive.
+pub fn print_summary(tallies: &BTreeMap<(u32, String), Tally>) -> (usize, usize) {
+    let bad: Vec<_> = tallies.iter().filter(|(_, t)| t.n("violated") > 0 || t.flaky()).collect();
+    let unsure = tallies.values().filter(|t| t.n("inconclusive") > 0 && t.n("violated") == 0 && !t.flaky()).count();
+    if !bad.is_empty() {
+        println!("VIOLATED or FLAKY ({}):", bad.len());
+        for ((id, target), t) in &bad {
+            println!("  {id:>2} {:<50} {target}  held {} violated {} inconclusive {}{}", t.name, t.n("held"), t.n("violated"), t.n("inconclusive"), if t.flaky() { "  FLAKY" } else { "" });
+        }
+    }
+    let mut totals: BTreeMap<&str, u32> = BTreeMap::new();
+    for t in tallies.values() {
+        for (k, v) in &t.counts {
+            *totals.entry(k).or_default() += v;
+        }
+    }
+    println!(
+        "suite: {} held, {} violated, {} inconclusive, {} skipped-env, {} informational ({} test × target pairs inconclusive only)",
+        totals.get("held").unwrap_or(&0),
+        totals.get("violated").unwrap_or(&0),
+        totals.get("inconclusive").unwrap_or(&0),
+        totals.get("skipped-env").unwrap_or(&0),
+        totals.get("informational").unwrap_or(&0),
+        unsure
+    );
+    (bad.len(), unsure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: u32, target: &str, v: Verdict) -> Row {
+        Row {
+            target: target.into(),
+            agentsh_version: "none".into(),
+            iteration: 1,
+            category: "c".into(),
+            test_id: id,
+            test: format!("t{id}"),
+            verdict: v,
+            expected: "enforced".into(),
+            evidence: String::new(),
+            duration_ms: 1,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn mixed_held_and_violated_is_flaky() {
+        let rows = [row(1, "a", Verdict::Held), row(1, "a", Verdict::Violated), row(2, "a", Verdict::Held), row(2, "a", Verdict::Held)];
+        let t = tally(&rows);
+        assert!(t[&(1, "a".into())].flaky());
+        assert!(!t[&(2, "a".into())].flaky());
+        let dir = tempfile::tempdir().unwrap();
+        write_summary(&dir.path().join("s.csv"), &t).unwrap();
+        let s = std::fs::read_to_string(dir.path().join("s.csv")).unwrap();
+        assert!(s.contains("1,t1,a,1,1,0,0,0,true"), "{s}");
+    }
+}

@@ -1,0 +1,220 @@
+//! Running the suite on targets: every test of every iteration on every target, the targets at
+//! once. Shim tests go over the test channel (sshd → login shell → shim); cli and observe tests
+//! and every setup, control, violation check and cleanup over the observation channel; api tests
+//! as exec requests to the agentsh session API (one fresh session per iteration), sent by curl on
+//! the observation channel so the request itself is not governed.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::verdict::{Observed, Verdict, judge};
+use super::{Channel, Suite, Test, fill};
+use crate::control::{Conn, shell_quote};
+use crate::provision::Ready;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const API: &str = "http://127.0.0.1:18080/api/v1";
+
+/// One execution of one test.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Row {
+    pub target: String,
+    pub agentsh_version: String,
+    pub iteration: u32,
+    pub category: String,
+    pub test_id: u32,
+    pub test: String,
+    pub verdict: Verdict,
+    pub expected: String,
+    pub evidence: String,
+    pub duration_ms: u64,
+    pub detail: String,
+}
+
+/// What a run of the suite needs to know besides the tests.
+pub struct SuiteRun<'a> {
+    pub suite: &'a Suite,
+    pub iterations: u32,
+    pub gaps: &'a BTreeMap<String, String>,
+    pub config_sha: String,
+    pub policy_sha: String,
+    pub control_dir: &'a std::path::Path,
+}
+
+/// Runs every iteration on one target; calls `on_row` as each test ends (rows are written as
+/// they come, so a crash loses at most the test in flight).
+pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress::Line, mut on_row: impl FnMut(Row) -> Result<()>) -> Result<()> {
+    let name = &ready.target.name;
+    let shim = Conn::connect(name, &ready.target.ssh, cx.control_dir, 6).await?;
+    let observe = Conn::connect(&format!("{name}/observe"), &ready.target.observe, cx.control_dir, 6).await?;
+    let version = ready.agentsh_version.clone().unwrap_or_else(|| "none".into());
+    for iteration in 0..cx.iterations {
+        let nonce = format!("{:08x}", rand::random::<u32>());
+        let mut values: BTreeMap<&str, String> = BTreeMap::new();
+        values.insert("nonce", nonce.clone());
+        values.insert("version", version.clone());
+        values.insert("config_sha", cx.config_sha.clone());
+        values.insert("policy_sha", cx.policy_sha.clone());
+        // A fresh agentsh session per iteration; without a server the api tests are inconclusive.
+        let session = match create_session(&observe).await {
+            Ok(s) => {
+                values.insert("workspace_mount", s.workspace_mount.clone().unwrap_or_default());
+                values.insert("proxy_url", s.proxy_url.clone().unwrap_or_default());
+                Ok(s)
+            }
+            Err(e) => Err(format!("{e:#}")),
+        };
+        for t in &cx.suite.tests {
+            line.step(&format!("iteration {} test {} {}", iteration + 1, t.id, t.name));
+            let started = Instant::now();
+            let unfilled: Vec<&str> = super::all_text(t).into_iter().flat_map(super::placeholders).filter(|p| !values.contains_key(p)).collect();
+            let outcome = if let Some(p) = unfilled.first() {
+                // {workspace_mount} and {proxy_url} come from the iteration's agentsh session.
+                let why = session.as_ref().err().map_or(String::new(), |e| format!(": {e}"));
+                Err(anyhow::anyhow!("{{{p}}} is unknown without an agentsh session{why}"))
+            } else {
+                execute(t, &shim, &observe, session.as_ref(), &values, &nonce).await
+            };
+            let (verdict, evidence, mut detail) = match outcome {
+                Ok(o) => {
+                    let (v, why) = judge(t, &o, &values, cx.gaps);
+                    let detail = format!("exit {:?}; stdout: {}; stderr: {}", o.exit, first(&o.stdout), first(&o.stderr));
+                    (v, why, detail)
+                }
+                Err(e) => (Verdict::Inconclusive, format!("{e:#}"), String::new()),
+            };
+            if let (Some(c), false) = (&t.confirm, verdict == Verdict::Held) {
+                detail.push_str(&format!("; unconfirmed expectation: {c}"));
+            }
+            on_row(Row {
+                target: name.clone(),
+                agentsh_version: version.clone(),
+                iteration: iteration + 1,
+                category: t.category.clone(),
+                test_id: t.id,
+                test: t.name.clone(),
+                verdict,
+                expected: format!("{:?}", t.expect).to_lowercase(),
+                evidence,
+                duration_ms: started.elapsed().as_millis() as u64,
+                detail,
+            })?;
+        }
+        if let Ok(s) = &session {
+            let _ = observe.run(&format!("curl -sS -X DELETE {API}/sessions/{}", shell_quote(&s.id)), TIMEOUT).await;
+        }
+    }
+    Ok(())
+}
+
+fn first(s: &str) -> String {
+    s.trim().chars().take(200).collect::<String>().replace('\n', " | ")
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Session {
+    id: String,
+    workspace_mount: Option<String>,
+    proxy_url: Option<String>,
+}
+
+async fn create_session(observe: &Conn) -> Result<Session> {
+    let out = observe
+        .run(&format!("curl -sS --max-time 30 -X POST {API}/sessions -H 'Content-Type: application/json' -d '{{\"workspace\":\"/root\"}}'"), TIMEOUT)
+        .await?;
+    anyhow::ensure!(out.ok(), "no agentsh session API: {}", out.describe());
+    serde_json::from_str(out.stdout.trim()).with_context(|| format!("session reply is not a Session: {}", first(&out.stdout)))
+}
+
+async fn execute(
+    t: &Test,
+    shim: &Conn,
+    observe: &Conn,
+    session: std::result::Result<&Session, &String>,
+    values: &BTreeMap<&str, String>,
+    nonce: &str,
+) -> Result<Observed> {
+    let f = |s: &str| fill(s, values);
+    for s in &t.setup {
+        let out = observe.run(&f(s), TIMEOUT).await?;
+        anyhow::ensure!(out.ok(), "setup `{}` failed: {}", f(s), out.describe());
+    }
+    let control_ok = match &t.control {
+        Some(c) => Some(observe.run(&f(c), TIMEOUT).await?.ok()),
+        None => None,
+    };
+    let mut o = match t.channel {
+        Channel::Shim => from_output(shim.run(&f(t.command.as_deref().unwrap_or_default()), TIMEOUT).await?),
+        Channel::Cli | Channel::Observe => from_output(observe.run(&f(t.command.as_deref().unwrap_or_default()), TIMEOUT).await?),
+        Channel::Api => match session {
+            Ok(s) => api_exec(observe, s, t, values).await?,
+            Err(why) => anyhow::bail!("{why}"),
+        },
+    };
+    o.control_ok = control_ok;
+    if let Some(v) = &t.violated {
+        let check = if let Some(p) = &v.file_exists {
+            Some(format!("test -e {}", shell_quote(&f(p))))
+        } else if let Some(p) = &v.path_missing {
+            Some(format!("test ! -e {}", shell_quote(&f(p))))
+        } else {
+            v.fixture_hit.as_ref().map(|_| format!("grep -q -F -- {} {}", shell_quote(nonce), crate::provision::FIXTURE_LOG))
+        };
+        if let Some(cmd) = check {
+            let out = observe.run(&cmd, TIMEOUT).await?;
+            // grep and test exit 1 for "no"; anything else means the check itself failed.
+            o.target_check = match out.code {
+                Some(0) => Some(true),
+                Some(1) => Some(false),
+                _ => None,
+            };
+        }
+    }
+    for s in &t.cleanup {
+        let _ = observe.run(&f(s), TIMEOUT).await;
+    }
+    Ok(o)
+}
+
+fn from_output(out: crate::control::CmdOutput) -> Observed {
+    Observed { exit: out.code, stdout: out.stdout, stderr: out.stderr, ..Observed::default() }
+}
+
+/// POST /api/v1/sessions/{id}/exec with {command, args, env, working_dir}; the ExecResponse gives
+/// the exit code, output and the rules that decided (agentsh-facts.md).
+async fn api_exec(observe: &Conn, s: &Session, t: &Test, values: &BTreeMap<&str, String>) -> Result<Observed> {
+    let argv: Vec<String> = t.argv.iter().flatten().map(|a| fill(a, values)).collect();
+    let env: BTreeMap<&String, String> = t.env.iter().map(|(k, v)| (k, fill(v, values))).collect();
+    let mut body = serde_json::json!({ "command": argv[0], "args": &argv[1..], "env": env, "include_events": true });
+    if let Some(cwd) = &t.cwd {
+        body["working_dir"] = serde_json::Value::String(cwd.clone());
+    }
+    let cmd = format!(
+        "curl -sS --max-time 50 -X POST {API}/sessions/{}/exec -H 'Content-Type: application/json' --data-binary @-",
+        shell_quote(&s.id)
+    );
+    let out = observe.run_with_stdin(&cmd, Some(serde_json::to_vec(&body)?.as_slice()), TIMEOUT).await?;
+    anyhow::ensure!(out.ok(), "exec request failed: {}", out.describe());
+    let r: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).with_context(|| format!("exec reply is not JSON: {}", first(&out.stdout)))?;
+    let text = |p: &[&str]| p.iter().try_fold(&r, |v, k| v.get(k)).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let mut rules = Vec::new();
+    for p in [&["guidance", "policy_rule"][..], &["result", "error", "policy_rule"]] {
+        let rule = text(p);
+        if !rule.is_empty() {
+            rules.push(rule);
+        }
+    }
+    if let Some(ops) = r.pointer("/events/blocked_operations").and_then(|v| v.as_array()) {
+        rules.extend(ops.iter().filter_map(|op| op.pointer("/policy/rule").and_then(|v| v.as_str()).map(String::from)));
+    }
+    Ok(Observed {
+        exit: r.pointer("/result/exit_code").and_then(|v| v.as_i64()).map(|c| c as i32),
+        stdout: text(&["result", "stdout"]),
+        stderr: text(&["result", "stderr"]),
+        rules,
+        ..Observed::default()
+    })
+}

@@ -1,0 +1,84 @@
+//! The security suite on a real target without agentsh: it must come out violated where the
+//! protection would be needed, never held; proof that the verdicts can fail.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use common::*;
+
+fn csv_rows(path: &std::path::Path) -> Vec<HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let h = r.headers().unwrap().clone();
+    r.records().map(|rec| h.iter().zip(rec.unwrap().iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect()
+}
+
+#[test]
+fn an_unprotected_target_is_violated_and_never_held() {
+    let _g = serial();
+    let out = tempfile::tempdir().unwrap();
+    let o = bench(&["--vms", "1", "--agentsh", "none", "--iterations", "2", "--out", out.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "violations must fail the run:\n{}\n{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("VIOLATED or FLAKY"), "violated tests are listed first");
+
+    let rows = csv_rows(&out.path().join("tests.csv"));
+    assert_eq!(rows.len(), 180, "90 tests × 2 iterations");
+    for r in &rows {
+        if r["expected"] == "enforced" {
+            assert_ne!(r["verdict"], "held", "an enforced test held without agentsh: {r:?}");
+        }
+    }
+    let verdict = |id: &str, iteration: &str| {
+        rows.iter().find(|r| r["test_id"] == id && r["iteration"] == iteration).map(|r| (r["verdict"].clone(), r["evidence"].clone())).unwrap()
+    };
+    for iteration in ["1", "2"] {
+        // sudo printed root; su ran; ssh ran; kill succeeded; the /etc file was written; the
+        // request reached the evil.com fixture; env sudo printed root.
+        for (id, evidence) in [
+            ("14", "stdout has the line \"root\""),
+            ("16", "stderr contains \"ssh: connect to host\""),
+            ("17", "it exited 0"),
+            ("22", "the request reached its fixture"),
+            ("23", "stdout has the line \"root\""),
+        ] {
+            assert_eq!(verdict(id, iteration), ("violated".to_string(), evidence.to_string()), "test {id}");
+        }
+        let (v, e) = verdict("20", iteration);
+        assert!(v == "violated" && e.starts_with("/etc/shim-test-") && e.ends_with(" exists"), "{v} {e}");
+        // Without an agentsh server, session-API tests prove nothing either way.
+        let (v, e) = verdict("41", iteration);
+        assert!(v == "inconclusive" && e.contains("no agentsh session API"), "{v} {e}");
+        // Allowed actions run; the shim test that needs an agentsh session does not hold.
+        assert_eq!(verdict("18", iteration).0, "held");
+        assert_eq!(verdict("11", iteration).0, "inconclusive");
+    }
+    // Each iteration uses its own nonce: the two /etc files differ.
+    assert_ne!(verdict("20", "1").1, verdict("20", "2").1);
+
+    let summary = csv_rows(&out.path().join("summary.csv"));
+    assert_eq!(summary.len(), 90);
+    let s14 = summary.iter().find(|r| r["test_id"] == "14").unwrap();
+    assert_eq!((s14["violated"].as_str(), s14["held"].as_str(), s14["flaky"].as_str()), ("2", "0", "false"));
+}
+
+#[test]
+fn a_broken_suite_record_is_refused_before_provisioning() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let status = Command::new("cp").arg("-r").arg(&src).arg(dir.path()).status().unwrap();
+    assert!(status.success());
+    let file = dir.path().join("scenarios/suite/04-shim-enforcement.toml");
+    let record = std::fs::read_to_string(&file).unwrap();
+    // Test 14 without its violation condition could never fail.
+    std::fs::write(&file, record.replacen("violated = { stdout_line = \"root\" }\n", "", 1)).unwrap();
+    let o = Command::new(BIN)
+        .args(["--agentsh", "none"])
+        .env("AGENTSH_BENCH_SCENARIOS", dir.path().join("scenarios"))
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(code(&o), 3, "{err}");
+    assert!(err.contains("04-shim-enforcement.toml:") && err.contains("test 14") && err.contains("could never fail"), "{err}");
+    assert!(!err.contains("run "), "nothing may be provisioned: {err}");
+}
