@@ -94,12 +94,12 @@ fn three_targets_concurrently_isolated_and_torn_down() {
 fn main_job_tears_down_unless_kept() {
     let _g = serial();
     let out = tempfile::tempdir().unwrap();
-    let o = bench(&["--vms", "2", "--agentsh", "none", "--out", out.path().to_str().unwrap()]);
+    let o = bench(&["--vms", "2", "--agentsh", "none", "--iterations", "0", "--out", out.path().to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     let run = run_from_results(out.path());
     assert!(containers_of(&run).is_empty(), "main job left containers of {run}");
 
-    let o = bench(&["--vms", "1", "--agentsh", "none", "--keep", "--out", out.path().join("k").to_str().unwrap()]);
+    let o = bench(&["--vms", "1", "--agentsh", "none", "--iterations", "0", "--keep", "--out", out.path().join("k").to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     let kept = run_from_results(&out.path().join("k"));
     let _cleanup = RunGuard(kept.clone());
@@ -187,7 +187,7 @@ fn missing_engine_names_the_package() {
 /// Starts the main job on 2 baseline targets in the background; returns it and its run tag.
 fn start_main_job(out: &std::path::Path) -> (std::process::Child, String) {
     let mut child = Command::new(BIN)
-        .args(["--vms", "2", "--agentsh", "none", "--out", out.to_str().unwrap()])
+        .args(["--vms", "2", "--agentsh", "none", "--iterations", "0", "--out", out.to_str().unwrap()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

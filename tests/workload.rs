@@ -18,7 +18,7 @@ fn run_inline_workload(name: &str, body: &str) -> (tempfile::TempDir, std::proce
     let dir = tempfile::tempdir().unwrap();
     let w = write_workload(dir.path(), name, body);
     let out = dir.path().join("out");
-    let o = bench(&["--vms", "1", "--agentsh", "none", "--workload", w.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = bench(&["--vms", "1", "--agentsh", "none", "--iterations", "0", "--workload", w.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     (dir, o)
 }
 
@@ -41,7 +41,7 @@ fn python() -> PathBuf {
 fn exec_mix_measures_every_op_and_hlogs_open_elsewhere() {
     let _g = serial();
     let out = tempfile::tempdir().unwrap();
-    let o = bench(&["--vms", "2", "--agentsh", "none", "--workload", "exec-mix", "--duration", "4s", "--out", out.path().to_str().unwrap()]);
+    let o = bench(&["--vms", "2", "--agentsh", "none", "--iterations", "0", "--workload", "exec-mix", "--duration", "4s", "--out", out.path().to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}\n{}", text(&o.stdout), text(&o.stderr));
     let rows = rows(&out.path().join("latency.csv"));
     assert_eq!(rows.len(), 12, "2 targets × 6 ops");
@@ -149,7 +149,7 @@ fn ctrl_c_during_a_workload_keeps_partial_results() {
     let _g = serial();
     let out = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
-        .args(["--vms", "1", "--agentsh", "none", "--workload", "exec-mix", "--duration", "60s", "--out", out.path().to_str().unwrap()])
+        .args(["--vms", "1", "--agentsh", "none", "--iterations", "0", "--workload", "exec-mix", "--duration", "60s", "--out", out.path().to_str().unwrap()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
