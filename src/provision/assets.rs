@@ -72,7 +72,7 @@ mod tests {
     fn policy_is_installed_verbatim() {
         let a = load("local", None, None).unwrap();
         assert_eq!(a.policy, std::fs::read(crate::paths::assets_dir().join("policies/default.yaml")).unwrap());
-        assert!(!String::from_utf8_lossy(&a.policy).contains("npmjs"), "registry hosts stay .test stand-ins");
+        assert!(String::from_utf8_lossy(&a.policy).contains("registry.npm.test"), "registry hosts stay .test stand-ins");
     }
 
     #[test]
