@@ -34,6 +34,10 @@ pub struct WorkloadArgs {
     /// time); 0 skips it.
     #[arg(long, default_value_t = 1, value_name = "K")]
     pub iterations: u32,
+    /// An earlier run's results directory: a test that held there and is violated or flaky now
+    /// is a regression (listed first, regressions.csv, exit 1).
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
     /// Workload to run on every target after provisioning: a name from scenarios/workloads/, a
     /// path to a .toml, or none.
     #[arg(long, default_value = "none", value_name = "NAME")]

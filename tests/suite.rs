@@ -82,3 +82,33 @@ fn a_broken_suite_record_is_refused_before_provisioning() {
     assert!(err.contains("04-shim-enforcement.toml:") && err.contains("test 14") && err.contains("could never fail"), "{err}");
     assert!(!err.contains("run "), "nothing may be provisioned: {err}");
 }
+
+/// A test that held in the baseline run and is violated now is a regression, listed first;
+/// one that held before and holds now is not.
+#[test]
+fn held_before_violated_now_is_a_regression() {
+    let _g = serial();
+    let base = tempfile::tempdir().unwrap();
+    std::fs::write(
+        base.path().join("summary.csv"),
+        "test_id,test,target,held,violated,inconclusive,skipped_env,informational,flaky\n\
+         14,shell: sudo blocked,old-0,3,0,0,0,0,false\n\
+         18,shell: echo allowed,old-0,3,0,0,0,0,false\n",
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = bench(&[
+        "--vms", "1", "--agentsh", "none", "--baseline", base.path().to_str().unwrap(), "--out", out.path().to_str().unwrap(),
+    ]);
+    let stdout = text(&o.stdout);
+    assert_eq!(code(&o), 1, "{stdout}");
+    assert!(stdout.starts_with("REGRESSIONS against the baseline (1):"), "regressions come first:\n{stdout}");
+    let regs = csv_rows(&out.path().join("regressions.csv"));
+    assert_eq!(regs.len(), 1);
+    assert_eq!((regs[0]["test_id"].as_str(), regs[0]["before"].as_str(), regs[0]["now"].as_str()), ("14", "held", "violated"));
+
+    // A baseline without a summary is refused before anything is provisioned.
+    let o = bench(&["--agentsh", "none", "--baseline", out.path().join("nope").to_str().unwrap()]);
+    assert_eq!(code(&o), 3, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("summary.csv"), "{}", text(&o.stderr));
+}

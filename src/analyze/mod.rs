@@ -1,6 +1,10 @@
-//! Comparing two runs' latency, op by op: the overhead of agentsh against a `--agentsh none`
+//! Comparing runs: latency op by op (here), suite verdicts against a baseline ([`regressions`]).
+//!
+//! Latency op by op: the overhead of agentsh against a `--agentsh none`
 //! baseline, or of one version against another. Percentiles come from the merged `.hlog` data of
 //! every target (not from averaging per-target percentiles, which has no meaning).
+
+pub mod regressions;
 
 use std::collections::BTreeMap;
 use std::path::Path;

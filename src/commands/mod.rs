@@ -171,6 +171,11 @@ async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep:
     let plan = workload_plan(w)?;
     // The suite and its environment file are checked before anything is provisioned.
     let suite = if w.iterations > 0 { Some(crate::suite::load(&crate::suite::suite_dir())?) } else { None };
+    let baseline = match &w.baseline {
+        Some(dir) if w.iterations > 0 => Some(crate::analyze::regressions::load(dir).map_err(|e| exit::usage(format!("--baseline: {e:#}")))?),
+        Some(_) => return Err(exit::usage("--baseline compares suite verdicts: it needs --iterations of 1 or more")),
+        None => None,
+    };
     let gaps = crate::suite::environment_gaps(match args.provider {
         ProviderKind::Local => "local",
         ProviderKind::Exe => "exe",
@@ -197,7 +202,7 @@ async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep:
         }
     };
     let (suite_code, suite_interrupted) = match &suite {
-        Some(suite) => run_suite(&p, suite, w.iterations, &gaps, &run).await?,
+        Some(suite) => run_suite(&p, suite, w.iterations, &gaps, baseline.as_ref(), &run).await?,
         None => (exit::OK, false),
     };
     let (code, interrupted) = match &plan {
@@ -232,6 +237,7 @@ async fn run_suite(
     suite: &crate::suite::Suite,
     iterations: u32,
     gaps: &std::collections::BTreeMap<String, String>,
+    baseline: Option<&std::collections::BTreeMap<u32, (String, crate::analyze::regressions::State)>>,
     run: &str,
 ) -> Result<(u8, bool)> {
     use crate::report::verdicts;
@@ -274,8 +280,19 @@ async fn run_suite(
     let rows = rows.into_inner().map_err(|_| anyhow::anyhow!("rows lock poisoned"))?;
     let tallies = verdicts::tally(&rows);
     verdicts::write_summary(&p.dir.path.join("summary.csv"), &tallies)?;
+    let mut regressions = Vec::new();
+    if let Some(before) = baseline {
+        regressions = crate::analyze::regressions::find(before, &verdicts::states(&tallies));
+        crate::analyze::regressions::write_csv(&p.dir.path.join("regressions.csv"), &regressions)?;
+        if !regressions.is_empty() {
+            println!("REGRESSIONS against the baseline ({}):", regressions.len());
+            for r in &regressions {
+                println!("  {:>2} {:<50} held before, {:?} now", r.test_id, r.test, r.now);
+            }
+        }
+    }
     let (bad, unsure) = verdicts::print_summary(&tallies);
-    let code = if bad > 0 {
+    let code = if bad > 0 || !regressions.is_empty() {
         exit::REGRESSION
     } else if failed > 0 || unsure > 0 || interrupted {
         exit::INFRA

@@ -85,6 +85,17 @@ pub fn tally(rows: &[Row]) -> BTreeMap<(u32, String), Tally> {
     m
 }
 
+/// Per test, the counts of every target, for [`crate::analyze::regressions::state`].
+pub fn states(tallies: &BTreeMap<(u32, String), Tally>) -> BTreeMap<u32, (String, crate::analyze::regressions::State)> {
+    use crate::analyze::regressions::{Counts, state};
+    let mut per: BTreeMap<u32, (String, Vec<Counts>)> = BTreeMap::new();
+    for ((id, _), t) in tallies {
+        let e = per.entry(*id).or_insert_with(|| (t.name.clone(), Vec::new()));
+        e.1.push(Counts { held: t.n("held"), violated: t.n("violated"), inconclusive: t.n("inconclusive"), flaky: t.flaky() });
+    }
+    per.into_iter().map(|(id, (name, c))| (id, (name, state(&c)))).collect()
+}
+
 pub fn write_summary(path: &Path, tallies: &BTreeMap<(u32, String), Tally>) -> Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     w.write_record(["test_id", "test", "target", "held", "violated", "inconclusive", "skipped_env", "informational", "flaky"])?;

@@ -1,0 +1,122 @@
+//! Regressions against an earlier run's `summary.csv`: a test that held everywhere before and is
+//! violated or flaky now. Compared per test across targets (target names carry run tags, so
+//! they never match between runs).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Held,
+    Violated,
+    Flaky,
+    Inconclusive,
+    /// Only skipped-env or informational.
+    Other,
+}
+
+/// Counts of one test on one target, as summary.csv has them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub held: u32,
+    pub violated: u32,
+    pub inconclusive: u32,
+    pub flaky: bool,
+}
+
+/// One state per test over all its targets: flaky beats violated beats held beats inconclusive.
+pub fn state(per_target: &[Counts]) -> State {
+    let sum = |f: fn(&Counts) -> u32| per_target.iter().map(f).sum::<u32>();
+    let (held, violated, inconclusive) = (sum(|c| c.held), sum(|c| c.violated), sum(|c| c.inconclusive));
+    if per_target.iter().any(|c| c.flaky) || (held > 0 && (violated > 0 || inconclusive > 0)) {
+        State::Flaky
+    } else if violated > 0 {
+        State::Violated
+    } else if held > 0 {
+        State::Held
+    } else if inconclusive > 0 {
+        State::Inconclusive
+    } else {
+        State::Other
+    }
+}
+
+/// Reads `<dir>/summary.csv` into (name, state) per test id.
+pub fn load(dir: &Path) -> Result<BTreeMap<u32, (String, State)>> {
+    let path = dir.join("summary.csv");
+    let mut r = csv::Reader::from_path(&path).with_context(|| format!("reading the baseline {}", path.display()))?;
+    let h = r.headers()?.clone();
+    let col = |name: &str| h.iter().position(|x| x == name).with_context(|| format!("{}: no column {name}", path.display()));
+    let (id, test, held, violated, inconclusive, flaky) =
+        (col("test_id")?, col("test")?, col("held")?, col("violated")?, col("inconclusive")?, col("flaky")?);
+    let mut per: BTreeMap<u32, (String, Vec<Counts>)> = BTreeMap::new();
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec?;
+        let num = |c: usize| -> Result<u32> {
+            rec.get(c).unwrap_or_default().parse().with_context(|| format!("{}:{}: not a count", path.display(), i + 2))
+        };
+        let entry = per.entry(num(id)?).or_insert_with(|| (rec.get(test).unwrap_or_default().to_string(), Vec::new()));
+        entry.1.push(Counts { held: num(held)?, violated: num(violated)?, inconclusive: num(inconclusive)?, flaky: rec.get(flaky) == Some("true") });
+    }
+    Ok(per.into_iter().map(|(id, (name, counts))| (id, (name, state(&counts)))).collect())
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Regression {
+    pub test_id: u32,
+    pub test: String,
+    pub before: State,
+    pub now: State,
+}
+
+/// Held before, violated or flaky now.
+pub fn find(before: &BTreeMap<u32, (String, State)>, now: &BTreeMap<u32, (String, State)>) -> Vec<Regression> {
+    now.iter()
+        .filter_map(|(id, (name, s))| {
+            let (_, b) = before.get(id)?;
+            (*b == State::Held && matches!(s, State::Violated | State::Flaky))
+                .then(|| Regression { test_id: *id, test: name.clone(), before: *b, now: *s })
+        })
+        .collect()
+}
+
+pub fn write_csv(path: &Path, regs: &[Regression]) -> Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    w.write_record(["test_id", "test", "before", "now"])?;
+    for r in regs {
+        let s = |s: State| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        w.write_record([r.test_id.to_string(), r.test.clone(), s(r.before), s(r.now)])?;
+    }
+    w.flush().with_context(|| format!("flushing {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(held: u32, violated: u32, inconclusive: u32) -> Counts {
+        Counts { held, violated, inconclusive, flaky: false }
+    }
+
+    #[test]
+    fn states_over_targets() {
+        assert_eq!(state(&[c(2, 0, 0), c(2, 0, 0)]), State::Held);
+        assert_eq!(state(&[c(2, 0, 0), c(0, 2, 0)]), State::Flaky, "held on one target, violated on another");
+        assert_eq!(state(&[c(0, 2, 0), c(0, 0, 2)]), State::Violated);
+        assert_eq!(state(&[c(0, 0, 2)]), State::Inconclusive);
+        assert_eq!(state(&[c(0, 0, 0)]), State::Other);
+    }
+
+    #[test]
+    fn held_then_violated_or_flaky_is_a_regression_and_nothing_else_is() {
+        let m = |v: &[(u32, State)]| v.iter().map(|(i, s)| (*i, (format!("t{i}"), *s))).collect::<BTreeMap<_, _>>();
+        let before = m(&[(1, State::Held), (2, State::Held), (3, State::Violated), (4, State::Held), (5, State::Inconclusive)]);
+        let now = m(&[(1, State::Violated), (2, State::Flaky), (3, State::Violated), (4, State::Held), (5, State::Violated)]);
+        let r = find(&before, &now);
+        assert_eq!(r.iter().map(|r| r.test_id).collect::<Vec<_>>(), [1, 2]);
+    }
+}
