@@ -56,6 +56,9 @@ fn an_unprotected_target_is_violated_and_never_held() {
     // Each iteration uses its own nonce: the two /etc files differ.
     assert_ne!(verdict("20", "1").1, verdict("20", "2").1);
 
+    let charts: Vec<_> = std::fs::read_dir(out.path().join("charts/suite")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(charts.iter().any(|c| c.ends_with(".heatmap.png")) && charts.iter().any(|c| c.ends_with(".heatmap.svg")), "{charts:?}");
+
     let summary = csv_rows(&out.path().join("summary.csv"));
     assert_eq!(summary.len(), 90);
     let s14 = summary.iter().find(|r| r["test_id"] == "14").unwrap();

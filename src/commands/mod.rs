@@ -280,6 +280,9 @@ async fn run_suite(
     let rows = rows.into_inner().map_err(|_| anyhow::anyhow!("rows lock poisoned"))?;
     let tallies = verdicts::tally(&rows);
     verdicts::write_summary(&p.dir.path.join("summary.csv"), &tallies)?;
+    if let Err(e) = crate::report::charts::heatmap(&rows, &p.dir.path.join("charts").join("suite")) {
+        eprintln!("warning: suite heatmap: {e:#}");
+    }
     let mut regressions = Vec::new();
     if let Some(before) = baseline {
         regressions = crate::analyze::regressions::find(before, &verdicts::states(&tallies));

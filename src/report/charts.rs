@@ -152,9 +152,119 @@ fn over_time<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, series: &BTreeMap
     Ok(())
 }
 
+/// The suite as a grid per target: tests down, iterations across, one cell per execution coloured
+/// by verdict; a flaky protection shows as a row of mixed colours. `<dir>/<target>.heatmap.{png,svg}`.
+pub fn heatmap(rows: &[crate::suite::run::Row], dir: &Path) -> Result<Vec<PathBuf>> {
+    use crate::suite::verdict::Verdict;
+    register_font();
+    std::fs::create_dir_all(dir)?;
+    let mut by_target: BTreeMap<&str, Vec<&crate::suite::run::Row>> = BTreeMap::new();
+    for r in rows {
+        by_target.entry(r.target.as_str()).or_default().push(r);
+    }
+    let colour = |v: Verdict| match v {
+        Verdict::Held => RGBColor(46, 160, 67),
+        Verdict::Violated => RGBColor(207, 34, 46),
+        Verdict::Inconclusive => RGBColor(191, 191, 191),
+        Verdict::SkippedEnv => RGBColor(84, 174, 255),
+        Verdict::Informational => RGBColor(240, 240, 240),
+    };
+    let mut written = Vec::new();
+    for (target, rs) in by_target {
+        let iterations = rs.iter().map(|r| r.iteration).max().unwrap_or(1);
+        let max_id = rs.iter().map(|r| r.test_id).max().unwrap_or(1);
+        let png = dir.join(format!("{target}.heatmap.png"));
+        let svg = dir.join(format!("{target}.heatmap.svg"));
+        draw_heatmap(BitMapBackend::new(&png, (900, 1400)).into_drawing_area(), target, &rs, iterations, max_id, &colour)?;
+        draw_heatmap(SVGBackend::new(&svg, (900, 1400)).into_drawing_area(), target, &rs, iterations, max_id, &colour)?;
+        written.push(png);
+        written.push(svg);
+    }
+    Ok(written)
+}
+
+fn draw_heatmap<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    target: &str,
+    rows: &[&crate::suite::run::Row],
+    iterations: u32,
+    max_id: u32,
+    colour: &dyn Fn(crate::suite::verdict::Verdict) -> RGBColor,
+) -> Result<()> {
+    use crate::suite::verdict::Verdict;
+    area.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(format!("{target}: suite verdicts (test × iteration)"), ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5..(f64::from(iterations) + 0.5), (f64::from(max_id) + 0.5)..0.5)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("iteration")
+        .y_desc("test")
+        .x_labels(iterations.min(20) as usize)
+        .y_labels(19)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(rows.iter().map(|r| {
+            let (x, y) = (f64::from(r.iteration), f64::from(r.test_id));
+            Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], colour(r.verdict).filled())
+        }))
+        .map_err(err)?;
+    // Empty series, for the legend only.
+    for v in [Verdict::Held, Verdict::Violated, Verdict::Inconclusive, Verdict::SkippedEnv, Verdict::Informational] {
+        let c = colour(v);
+        chart
+            .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
+            .map_err(err)?
+            .label(crate::report::verdicts::verdict_name(v))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
+    area.present().map_err(err)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heatmap_draws_one_cell_per_execution() {
+        use crate::suite::verdict::Verdict;
+        let rows: Vec<crate::suite::run::Row> = (1..=90)
+            .flat_map(|id| {
+                (1..=3).map(move |it| crate::suite::run::Row {
+                    target: "t0".into(),
+                    agentsh_version: "none".into(),
+                    iteration: it,
+                    category: "c".into(),
+                    test_id: id,
+                    test: format!("t{id}"),
+                    verdict: if id == 14 && it == 2 { Verdict::Violated } else { Verdict::Held },
+                    expected: "enforced".into(),
+                    evidence: String::new(),
+                    duration_ms: 1,
+                    detail: String::new(),
+                })
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let files = heatmap(&rows, dir.path()).unwrap();
+        assert_eq!(files.len(), 2);
+        let svg = std::fs::read_to_string(dir.path().join("t0.heatmap.svg")).unwrap();
+        // 270 cells plus the legend swatches; one red cell.
+        assert!(svg.matches("<rect").count() >= 270, "{}", svg.matches("<rect").count());
+        assert_eq!(svg.matches("fill=\"#CF222E\"").count(), 2, "the violated cell and its legend swatch");
+        assert!(svg.lines().any(|l| l.trim() == "violated"));
+        assert_eq!(&std::fs::read(dir.path().join("t0.heatmap.png")).unwrap()[..4], b"\x89PNG");
+    }
 
     #[test]
     fn charts_render_from_an_hlog() {
