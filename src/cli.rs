@@ -34,6 +34,9 @@ pub struct WorkloadArgs {
     /// time); 0 skips it.
     #[arg(long, default_value_t = 1, value_name = "K")]
     pub iterations: u32,
+    /// Run each iteration's tests in a random order from this seed (chained tests keep theirs).
+    #[arg(long, value_name = "SEED")]
+    pub shuffle: Option<u64>,
     /// An earlier run's results directory: a test that held there and is violated or flaky now
     /// is a regression (listed first, regressions.csv, exit 1).
     #[arg(long, value_name = "DIR")]

@@ -53,6 +53,9 @@ fn an_unprotected_target_is_violated_and_never_held() {
         assert_eq!(verdict("18", iteration).0, "held");
         assert_eq!(verdict("11", iteration).0, "inconclusive");
     }
+    // Local containers have no cgroup v2 controllers (scenarios/environments/local.toml).
+    let (v, e) = verdict("36", "1");
+    assert!(v == "skipped-env" && e.starts_with("needs cgroups_v2:"), "{v} {e}");
     // Each iteration uses its own nonce: the two /etc files differ.
     assert_ne!(verdict("20", "1").1, verdict("20", "2").1);
 

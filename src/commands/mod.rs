@@ -202,7 +202,7 @@ async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep:
         }
     };
     let (suite_code, suite_interrupted) = match &suite {
-        Some(suite) => run_suite(&p, suite, w.iterations, &gaps, baseline.as_ref(), &run).await?,
+        Some(suite) => run_suite(&p, suite, w.iterations, w.shuffle, &gaps, baseline.as_ref(), &run).await?,
         None => (exit::OK, false),
     };
     let (code, interrupted) = match &plan {
@@ -236,6 +236,7 @@ async fn run_suite(
     p: &Provisioned,
     suite: &crate::suite::Suite,
     iterations: u32,
+    shuffle: Option<u64>,
     gaps: &std::collections::BTreeMap<String, String>,
     baseline: Option<&std::collections::BTreeMap<u32, (String, crate::analyze::regressions::State)>>,
     run: &str,
@@ -248,11 +249,14 @@ async fn run_suite(
     let cx = crate::suite::run::SuiteRun {
         suite,
         iterations,
+        shuffle,
         gaps,
         config_sha: p.config_sha.clone(),
         policy_sha: p.policy_sha.clone(),
         control_dir: &control_dir,
     };
+    // What replaying this run needs: the seed, the iterations, the environment gaps applied.
+    p.dir.write_json("suite.json", &serde_json::json!({"tests": suite.tests.len(), "iterations": iterations, "shuffle": shuffle, "environment_gaps": gaps}))?;
     let csv = std::sync::Mutex::new(verdicts::TestsCsv::create(&p.dir.path.join("tests.csv"))?);
     let rows = std::sync::Mutex::new(Vec::new());
     let jobs = ready.iter().map(|r| {

@@ -127,6 +127,8 @@ pub struct Test {
     pub category: String,
     #[serde(skip)]
     pub category_number: u32,
+    #[serde(skip)]
+    pub ordered: bool,
 }
 
 impl Test {
@@ -141,6 +143,9 @@ impl Test {
 struct File {
     category: String,
     number: u32,
+    /// The tests form a chain (each needs the one before): `--shuffle` keeps their order.
+    #[serde(default)]
+    ordered: bool,
     test: Vec<toml::Spanned<Test>>,
 }
 
@@ -185,6 +190,7 @@ pub fn load(dir: &Path) -> Result<Suite> {
             }
             t.category = f.category.clone();
             t.category_number = f.number;
+            t.ordered = f.ordered;
             tests.push(t);
         }
     }
@@ -307,6 +313,30 @@ pub fn placeholders(s: &str) -> Vec<&str> {
     out
 }
 
+impl Suite {
+    /// The order of one iteration: as loaded, or with `--shuffle SEED` the categories shuffled and
+    /// the tests inside each category too, except categories whose tests form a chain. The same
+    /// seed and iteration give the same order, so a failure can be replayed.
+    pub fn order(&self, shuffle: Option<u64>, iteration: u32) -> Vec<&Test> {
+        let Some(seed) = shuffle else { return self.tests.iter().collect() };
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (u64::from(iteration) << 32));
+        let mut cats: Vec<Vec<&Test>> = Vec::new();
+        for t in &self.tests {
+            match cats.last_mut() {
+                Some(c) if c[0].category_number == t.category_number => c.push(t),
+                _ => cats.push(vec![t]),
+            }
+        }
+        cats.shuffle(&mut rng);
+        for c in cats.iter_mut().filter(|c| !c[0].ordered) {
+            c.shuffle(&mut rng);
+        }
+        cats.into_iter().flatten().collect()
+    }
+}
+
 /// Fills placeholders; an unknown or unfilled one is left as it is (validation rules it out).
 pub fn fill(s: &str, values: &BTreeMap<&str, String>) -> String {
     let mut out = s.to_string();
@@ -360,6 +390,23 @@ mod tests {
         for t in s.tests.iter().filter(|t| t.expect == Expect::Enforced) {
             assert!(!t.accepted_rules().is_empty() && t.violated.is_some(), "test {}", t.id);
         }
+    }
+
+    #[test]
+    fn shuffle_is_seeded_and_keeps_chains() {
+        let s = load(&suite_dir()).unwrap();
+        let a: Vec<u32> = s.order(Some(7), 1).iter().map(|t| t.id).collect();
+        let b: Vec<u32> = s.order(Some(7), 1).iter().map(|t| t.id).collect();
+        let c: Vec<u32> = s.order(Some(7), 2).iter().map(|t| t.id).collect();
+        assert_eq!(a, b, "same seed and iteration, same order");
+        assert_ne!(a, c, "another iteration, another order");
+        assert_ne!(a, (1..=90).collect::<Vec<_>>());
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (1..=90).collect::<Vec<_>>(), "every test once");
+        let chain: Vec<u32> = a.iter().copied().filter(|id| (84..=90).contains(id)).collect();
+        assert_eq!(chain, [84, 85, 86, 87, 88, 89, 90], "the soft-delete chain keeps its order");
+        assert_eq!(s.order(None, 1).iter().map(|t| t.id).collect::<Vec<_>>(), (1..=90).collect::<Vec<_>>());
     }
 
     #[test]
