@@ -114,6 +114,8 @@ pub struct Test {
     pub json: Option<JsonCheck>,
     pub decision: Option<Decision>,
     pub control: Option<String>,
+    /// Why an enforced test has no positive control (e.g. no route to the address at all).
+    pub no_control: Option<String>,
     #[serde(default)]
     pub setup: Vec<String>,
     #[serde(default)]
@@ -223,6 +225,9 @@ fn validate(t: &Test) -> std::result::Result<(), String> {
             }
             if v == 0 {
                 return Err("an enforced test says what would show the protection failed (violated), or it could never fail".into());
+            }
+            if t.control.is_none() && t.no_control.is_none() {
+                return Err("an enforced test has a positive control (control: the action works ungoverned) or says why not (no_control)".into());
             }
         }
         Expect::Allowed => {
@@ -424,16 +429,19 @@ mod tests {
 
     #[test]
     fn records_that_could_not_fail_are_refused_with_file_and_line() {
-        let base = "id = 1\nname = \"n\"\nchannel = \"shim\"\ncommand = \"sudo whoami\"\nexpect = \"enforced\"\nrule = \"r\"\nhow = \"precheck\"\n";
+        let base = "id = 1\nname = \"n\"\nchannel = \"shim\"\ncommand = \"sudo whoami\"\nexpect = \"enforced\"\nrule = \"r\"\nhow = \"precheck\"\ncontrol = \"sudo -n whoami\"\n";
         assert!(one(&format!("{base}violated = {{ stdout_line = \"root\" }}\n")).is_ok());
+        let e = one(&format!("{}violated = {{ stdout_line = \"root\" }}\n", base.replace("control = \"sudo -n whoami\"\n", ""))).unwrap_err();
+        assert!(e.contains("positive control"), "{e}");
         let e = one(base).unwrap_err();
         assert!(e.contains("x.toml:4: test 1") && e.contains("could never fail"), "{e}");
         let e = one("id = 2\nname = \"n\"\nchannel = \"shim\"\ncommand = \"echo hi\"\nexpect = \"allowed\"\n").unwrap_err();
         assert!(e.contains("asserts its output"), "{e}");
         let e = one("id = 3\nname = \"n\"\nchannel = \"api\"\ncommand = \"echo hi\"\nexpect = \"allowed\"\noutput = \"hi\"\n").unwrap_err();
         assert!(e.contains("takes argv"), "{e}");
-        let e = one(&format!("{}violated = {{ fixture_hit = \"{{nonce}}\" }}\n", base.replace("id = 1", "id = 4"))).unwrap_err();
-        assert!(e.contains("positive control"), "{e}");
+        let no_control = base.replace("id = 1", "id = 4").replace("control = \"sudo -n whoami\"\n", "no_control = \"x\"\n");
+        let e = one(&format!("{no_control}violated = {{ fixture_hit = \"{{nonce}}\" }}\n")).unwrap_err();
+        assert!(e.contains("fixture_hit test has a positive control"), "{e}");
         let e = one("id = 5\nname = \"n\"\nchannel = \"shim\"\ncommand = \"echo {noncee}\"\nexpect = \"allowed\"\noutput = \"x\"\n").unwrap_err();
         assert!(e.contains("unknown placeholder {noncee}"), "{e}");
     }
