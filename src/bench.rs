@@ -98,7 +98,7 @@ async fn driver_figures(
     let p = commands::provision(args, provider, run, None).await?;
     let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
     anyhow::ensure!(ready.len() == 1, "the bench target could not be provisioned");
-    let control_dir = crate::paths::runtime_dir().join(run);
+    let control_dir = p.control_dir.clone();
     let board = crate::progress::Board::new();
     let dur_ms = duration.as_millis() as u64;
 

@@ -79,6 +79,8 @@ pub struct Provisioned {
     /// sha256 of the config and policy installed (the suite checks they are the ones on disk).
     pub config_sha: String,
     pub policy_sha: String,
+    /// Where this run's SSH control sockets live (every later stage reconnects there).
+    pub control_dir: std::path::PathBuf,
 }
 
 /// Checks the arguments before anything slow, obtains agentsh, then creates and hardens the targets.
@@ -150,7 +152,13 @@ pub async fn provision(args: &TargetArgs, provider: &dyn Provider, run: &str, ou
     )?;
     provision::summarize(&outcomes)?;
     let sha = |b: &[u8]| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b));
-    Ok(Provisioned { dir, outcomes, config_sha: sha(&setup.assets.config), policy_sha: sha(&setup.assets.policy) })
+    Ok(Provisioned {
+        dir,
+        outcomes,
+        config_sha: sha(&setup.assets.config),
+        policy_sha: sha(&setup.assets.policy),
+        control_dir: setup.control_dir.clone(),
+    })
 }
 
 /// The workload plan of a run, loaded and checked before anything is provisioned.
@@ -206,7 +214,7 @@ async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep:
         None => (exit::OK, false),
     };
     let (code, interrupted) = match &plan {
-        Some(plan) if !suite_interrupted => run_workload(&p, plan, &run).await?,
+        Some(plan) if !suite_interrupted => run_workload(&p, plan).await?,
         _ => (exit::OK, suite_interrupted),
     };
     // The worse of the two, a regression (1) outranking an unproven or failed run (2).
@@ -245,7 +253,6 @@ async fn run_suite(
     let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
     let board = Board::new();
     board.println(&format!("suite: {} tests × {iterations} iteration(s) on {} target(s)", suite.tests.len(), ready.len()));
-    let control_dir = crate::paths::runtime_dir().join(run);
     let cx = crate::suite::run::SuiteRun {
         suite,
         iterations,
@@ -253,7 +260,7 @@ async fn run_suite(
         gaps,
         config_sha: p.config_sha.clone(),
         policy_sha: p.policy_sha.clone(),
-        control_dir: &control_dir,
+        control_dir: &p.control_dir,
     };
     // What replaying this run needs: the seed, the iterations, the environment gaps applied.
     p.dir.write_json("suite.json", &serde_json::json!({"tests": suite.tests.len(), "iterations": iterations, "shuffle": shuffle, "environment_gaps": gaps}))?;
@@ -312,11 +319,10 @@ async fn run_suite(
 /// Runs the workload on every ready target at once; writes latency.csv, histograms/, charts/ and
 /// workload.json, also after Ctrl-C (from what the drivers had sent). Returns the exit code (1
 /// when an op decided wrongly, 2 when a target's driver failed) and whether it was interrupted.
-async fn run_workload(p: &Provisioned, plan: &Plan, run: &str) -> Result<(u8, bool)> {
+async fn run_workload(p: &Provisioned, plan: &Plan) -> Result<(u8, bool)> {
     let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
     let board = Board::new();
     board.println(&format!("workload {} on {} target(s): {:?}, {} s", plan.name, ready.len(), plan.load, plan.duration_ms / 1000));
-    let control_dir = crate::paths::runtime_dir().join(run);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = std::sync::Arc::new(stop_tx);
     let on_ctrl_c = {
@@ -327,7 +333,7 @@ async fn run_workload(p: &Provisioned, plan: &Plan, run: &str) -> Result<(u8, bo
             }
         })
     };
-    let results = crate::workload::remote::run_all(&ready, plan, "", &control_dir, &p.dir.path, &board, stop_rx).await;
+    let results = crate::workload::remote::run_all(&ready, plan, "", &p.control_dir, &p.dir.path, &board, stop_rx).await;
     on_ctrl_c.abort();
     let interrupted = *stop_tx.borrow();
     let mut rows = Vec::new();
