@@ -436,7 +436,7 @@ async fn down(provider: &dyn Provider, run: Option<&str>) -> Result<u8> {
     }
     let runs: std::collections::BTreeSet<String> = match run {
         Some(r) => [r.to_string()].into(),
-        None => names.iter().filter_map(|n| n.rsplit_once('-').map(|(p, _)| p.trim_start_matches("abench-").to_string())).collect(),
+        None => names.iter().filter_map(|n| provider::run_of(n).map(String::from)).collect(),
     };
     for r in runs {
         teardown_state(&r);

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::process::Command;
 
 use super::sshconfig::{self, Route, Spec};
-use super::{Listed, NAME_PREFIX, Provider, Target, target_name};
+use super::{Listed, Provider, Target, run_of, target_name};
 
 /// The image the seed suite uses; agentsh's exe.dev setup is written for it.
 const IMAGE: &str = "ubuntu:22.04";
@@ -136,8 +136,7 @@ impl Provider for ExeProvider {
         Ok(vms
             .into_iter()
             .filter_map(|vm| {
-                let rest = vm.vm_name.strip_prefix(NAME_PREFIX)?.strip_prefix('-')?;
-                let run = rest.rsplit_once('-')?.0.to_string();
+                let run = run_of(&vm.vm_name)?.to_string();
                 Some(Listed { run, state: vm.status.unwrap_or_default(), name: vm.vm_name })
             })
             .collect())

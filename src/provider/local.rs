@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use super::sshconfig::{self, Route, Spec};
-use super::{Listed, NAME_PREFIX, Provider, Target, image, target_name};
+use super::{Listed, Provider, Target, image, run_of, target_name};
 use crate::cli::Engine;
 
 const LABEL: &str = "agentsh-bench";
@@ -149,14 +149,6 @@ impl Provider for LocalProvider {
     }
 }
 
-/// `abench-<run>-<index>` → `<run>`.
-fn run_of(name: &str) -> Option<&str> {
-    let rest = name.strip_prefix(NAME_PREFIX)?.strip_prefix('-')?;
-    let (run, index) = rest.rsplit_once('-')?;
-    index.parse::<u32>().ok()?;
-    Some(run)
-}
-
 fn which(program: &str) -> Result<()> {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
@@ -164,14 +156,3 @@ fn which(program: &str) -> Result<()> {
     if found { Ok(()) } else { bail!("{program} not found on PATH") }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_is_recovered_from_the_name() {
-        assert_eq!(run_of(&target_name("20261126t203000-3fa9", 7)), Some("20261126t203000-3fa9"));
-        assert_eq!(run_of("abench-x-notanumber"), None);
-        assert_eq!(run_of("other-x-1"), None);
-    }
-}

@@ -21,7 +21,7 @@ pub use inventory::InventoryProvider;
 pub use local::LocalProvider;
 
 /// Prefix of everything this harness creates; `down` without `--run` removes all of it.
-pub const NAME_PREFIX: &str = "abench";
+const NAME_PREFIX: &str = "abench";
 
 /// A target (VM or container) ready to be provisioned.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -91,6 +91,15 @@ pub fn target_name(run: &str, index: u32) -> String {
     format!("{NAME_PREFIX}-{run}-{index}")
 }
 
+/// The inverse of [`target_name`]: `abench-<run>-<index>` → `<run>`; None for anything this
+/// harness did not name.
+pub fn run_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix(NAME_PREFIX)?.strip_prefix('-')?;
+    let (run, index) = rest.rsplit_once('-')?;
+    index.parse::<u32>().ok()?;
+    Some(run)
+}
+
 /// Run tags are user input for `down --run`: keep them to the characters we generate.
 pub fn validate_run_tag(run: &str) -> Result<()> {
     if run.is_empty() || run.len() > 40 || !run.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -129,6 +138,13 @@ mod tests {
         assert_eq!(a.len(), "20261126t203000-3fa9".len(), "{a}");
         // Same second, so only the random part can differ; 1/65536 chance of a false failure.
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn run_is_recovered_from_the_name() {
+        assert_eq!(run_of(&target_name("20261126t203000-3fa9", 7)), Some("20261126t203000-3fa9"));
+        assert_eq!(run_of("abench-x-notanumber"), None);
+        assert_eq!(run_of("other-x-1"), None);
     }
 
     #[test]
