@@ -178,11 +178,10 @@ pub fn ready_count(outcomes: &[Outcome]) -> usize {
     outcomes.iter().filter(|o| o.is_ok()).count()
 }
 
-pub fn summarize(outcomes: &[Outcome]) -> Result<()> {
+pub fn summarize(outcomes: &[Outcome]) {
     for o in outcomes {
         if let Err(f) = o {
             eprintln!("{}: provisioning failed at step `{}`:\n  {}", f.name, f.step, f.error.replace('\n', "\n  "));
         }
     }
-    Ok(())
 }
