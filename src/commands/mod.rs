@@ -87,10 +87,13 @@ pub struct Provisioned {
 pub async fn provision(args: &TargetArgs, provider: &dyn Provider, run: &str, out: Option<&Path>) -> Result<Provisioned> {
     args.validate()?;
     let spec = Spec::parse(&args.agentsh)?;
-    let assets = provision::assets::load(provider.kind(), args.config.as_deref(), args.policy.as_deref())?;
+    // Checked before the (possibly long) build, then again with the version's own overrides.
+    provision::assets::load(provider.kind(), None, args.config.as_deref(), args.policy.as_deref())?;
 
     let started = Instant::now();
     let artifact = resolve(spec).await?;
+    let version = artifact.as_ref().map(|a| a.version.as_str());
+    let assets = provision::assets::load(provider.kind(), version, args.config.as_deref(), args.policy.as_deref())?;
     let t_artifact = started.elapsed().as_secs_f64();
     let t0 = Instant::now();
     provider.prepare().await.with_context(|| format!("preparing the {} provider", provider.kind()))?;
@@ -124,6 +127,7 @@ pub async fn provision(args: &TargetArgs, provider: &dyn Provider, run: &str, ou
                     step: "create".into(),
                     error: format!("{e:#}"),
                     seconds: t0.elapsed().as_secs_f64(),
+                    findings: Vec::new(),
                 }));
             }
         }
@@ -145,8 +149,8 @@ pub async fn provision(args: &TargetArgs, provider: &dyn Provider, run: &str, ou
             "policy_source": setup.assets.policy_source,
             "seconds": { "artifact": t_artifact, "prepare": t_prepare, "create_and_provision": t_provision },
             "targets": outcomes.iter().map(|o| match o {
-                Ok(r) => serde_json::json!({"name": r.target.name, "status": "ready", "agentsh_version": r.agentsh_version, "seconds": r.seconds, "steps": r.steps, "ssh": r.target.ssh.hint()}),
-                Err(f) => serde_json::json!({"name": f.name, "status": "failed", "step": f.step, "error": f.error}),
+                Ok(r) => serde_json::json!({"name": r.target.name, "status": "ready", "agentsh_version": r.agentsh_version, "seconds": r.seconds, "steps": r.steps, "findings": r.findings, "ssh": r.target.ssh.hint()}),
+                Err(f) => serde_json::json!({"name": f.name, "status": "failed", "step": f.step, "error": f.error, "findings": f.findings}),
             }).collect::<Vec<_>>(),
         }),
     )?;

@@ -4,6 +4,7 @@
 
 pub mod assets;
 mod steps;
+pub mod versions;
 
 pub use steps::{DRIVER_PATH, FIXTURE_LOG};
 
@@ -50,6 +51,16 @@ pub struct Ready {
     pub agentsh_version: Option<String>,
     pub seconds: f64,
     pub steps: Vec<(String, f64)>,
+    /// What went wrong on the way without stopping the target (a try that failed, then worked).
+    pub findings: Vec<Finding>,
+}
+
+/// Something agentsh did wrong that readiness saw, with the file in the target's folder holding
+/// the evidence.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Finding {
+    pub kind: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -59,6 +70,7 @@ pub struct Failed {
     pub step: String,
     pub error: String,
     pub seconds: f64,
+    pub findings: Vec<Finding>,
 }
 
 pub type Outcome = std::result::Result<Ready, Failed>;
@@ -97,9 +109,20 @@ pub struct Ctx<'a> {
     pub setup: &'a Setup,
     pub dir: &'a Path,
     pub log: std::sync::Mutex<std::fs::File>,
+    pub findings: std::sync::Mutex<Vec<Finding>>,
 }
 
 impl Ctx<'_> {
+    pub fn add_finding(&self, kind: &str, detail: &str) {
+        if let Ok(mut f) = self.findings.lock() {
+            f.push(Finding { kind: kind.to_string(), detail: detail.to_string() });
+        }
+    }
+
+    fn take_findings(&self) -> Vec<Finding> {
+        self.findings.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default()
+    }
+
     pub fn log(&self, msg: &str) {
         use std::io::Write;
         if let Ok(mut f) = self.log.lock() {
@@ -110,21 +133,22 @@ impl Ctx<'_> {
 
 async fn one(target: Target, setup: &Setup, dir: &Path, line: &crate::progress::Line) -> Outcome {
     let started = Instant::now();
-    let fail = |step: &str, e: anyhow::Error, target: &Target| Failed {
+    let fail = |step: &str, e: anyhow::Error, target: &Target, findings: Vec<Finding>| Failed {
         name: target.name.clone(),
         provider: target.provider,
         step: step.to_string(),
         error: format!("{e:#}"),
         seconds: started.elapsed().as_secs_f64(),
+        findings,
     };
     if let Err(e) = std::fs::create_dir_all(dir) {
-        return Err(fail("results", e.into(), &target));
+        return Err(fail("results", e.into(), &target, Vec::new()));
     }
     let log = match std::fs::File::create(dir.join("provision.log")) {
         Ok(f) => f,
-        Err(e) => return Err(fail("results", e.into(), &target)),
+        Err(e) => return Err(fail("results", e.into(), &target, Vec::new())),
     };
-    let ctx = Ctx { setup, dir, log: std::sync::Mutex::new(log) };
+    let ctx = Ctx { setup, dir, log: std::sync::Mutex::new(log), findings: Default::default() };
     let mut timings = Vec::new();
 
     macro_rules! step {
@@ -141,7 +165,7 @@ async fn one(target: Target, setup: &Setup, dir: &Path, line: &crate::progress::
                 }
                 Err(e) => {
                     ctx.log(&format!("== {} FAILED: {e:#}", $name));
-                    return Err(fail($name, e, &target));
+                    return Err(fail($name, e, &target, ctx.take_findings()));
                 }
             }
         }};
@@ -167,7 +191,8 @@ async fn one(target: Target, setup: &Setup, dir: &Path, line: &crate::progress::
             Some(step!("readiness", steps::readiness(&ctx, &conn, &observe, artifact)))
         }
     };
-    Ok(Ready { target, agentsh_version, seconds: started.elapsed().as_secs_f64(), steps: timings })
+    let findings = ctx.take_findings();
+    Ok(Ready { target, agentsh_version, seconds: started.elapsed().as_secs_f64(), steps: timings, findings })
 }
 
 /// Timeouts for the kinds of command a step runs.

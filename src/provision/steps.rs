@@ -5,6 +5,7 @@
 use anyhow::{Context, Result, bail};
 
 use super::{Ctx, OBSERVER_USER, QUICK, SLOW};
+use super::assets::{PROBE_COMMAND, PROBE_RULE};
 use crate::agentsh::{Artifact, parse_version_output};
 use crate::control::{CmdOutput, Conn};
 use crate::provider::image::PACKAGES;
@@ -12,6 +13,8 @@ use crate::provider::image::PACKAGES;
 const OBSERVER_SHELL: &str = "/usr/local/libexec/agentsh-bench/bash";
 pub const DRIVER_PATH: &str = "/usr/local/bin/agentsh-bench";
 const HEALTH: &str = "http://127.0.0.1:18080/health";
+/// What the readiness probe prints if it ever runs.
+const PROBE_MARKER: &str = "abench-probe-ran";
 
 async fn run_logged(ctx: &Ctx<'_>, conn: &Conn, cmd: &str, timeout: std::time::Duration) -> Result<CmdOutput> {
     ctx.log(&format!("$ {cmd}"));
@@ -126,7 +129,9 @@ pub async fn driver(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
 }
 
 pub async fn install_agentsh(ctx: &Ctx<'_>, conn: &Conn, artifact: &Artifact) -> Result<()> {
-    let cur = run_logged(ctx, conn, "agentsh --version 2>&1", QUICK).await?;
+    // `|| true`: before the first install agentsh is missing, and the openssh crate reports a
+    // remote exit 127 as a transport error ("remote command not found"), not as an exit code.
+    let cur = run_logged(ctx, conn, "agentsh --version 2>&1 || true", QUICK).await?;
     if parse_version_output(&cur.stdout).as_deref() == Some(artifact.version.as_str()) {
         ctx.log("agentsh already at the wanted version");
         return Ok(());
@@ -148,6 +153,8 @@ pub async fn assets(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
     .await?;
     conn.upload(&ctx.setup.assets.config, "/etc/agentsh/config.yaml", 0o644, QUICK).await?;
     conn.upload(&ctx.setup.assets.policy, "/etc/agentsh/policies/default.yaml", 0o644, QUICK).await?;
+    let probe = format!("#!/bin/sh\n# agentsh-bench readiness probe: agentsh must deny this command.\necho {PROBE_MARKER}\n");
+    conn.upload(probe.as_bytes(), &format!("/usr/local/bin/{PROBE_COMMAND}"), 0o755, QUICK).await?;
     check_logged(
         ctx,
         conn,
@@ -186,15 +193,26 @@ pub async fn shim(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
     Ok(())
 }
 
-/// Proves the target is hardened: the version is the one asked for, /bin/bash is the shim,
-/// a shimmed `sudo whoami` is denied by rule block-shell-escape (exit 126) and a shimmed `echo`
-/// is allowed with its output. Records `agentsh detect -o json`.
+/// How often readiness tries a command that must work (or must be denied) before it gives up.
+/// Each failed try is a finding, kept with its output: agentsh v0.16.9's ptrace prefilter
+/// injection sometimes kills a traced command under load (docs/findings.md), and a target where a
+/// second try works is ready but its flakiness is on record.
+const TRIES: usize = 3;
+
+/// Proves the target is hardened, whatever policy the run tests (the probe rule is the harness's,
+/// added to every policy; see `assets::PROBE_RULE`):
+/// - the version read back is the one installed, `agentsh detect` is recorded;
+/// - /bin/bash is the shim;
+/// - the shimmed probe is denied (exit 126, its marker never printed, the rule named where the
+///   version names it) and agentsh's event store records the denial;
+/// - a shimmed `echo NONCE` and an allowed external command (`uname -r`) work.
 pub async fn readiness(ctx: &Ctx<'_>, conn: &Conn, observe: &Conn, artifact: &Artifact) -> Result<String> {
     let v = check_logged(ctx, observe, "agentsh --version 2>&1", QUICK).await?;
     let version = parse_version_output(&v).with_context(|| format!("cannot read agentsh's version from {v:?}"))?;
     if crate::agentsh::Spec::parse(&format!("v{}", artifact.version)).is_ok() && version != artifact.version {
         bail!("the target runs agentsh {version}, but {} was installed", artifact.version);
     }
+    let facts = super::versions::facts(&version)?;
 
     // detect prints on stderr through v0.19.1 and on stdout after: take both.
     let detect = run_logged(ctx, observe, "agentsh detect -o json 2>&1", QUICK).await?;
@@ -205,18 +223,116 @@ pub async fn readiness(ctx: &Ctx<'_>, conn: &Conn, observe: &Conn, artifact: &Ar
         .await
         .context("/bin/bash is not the agentsh shell shim")?;
 
-    let deny = run_logged(ctx, conn, "sudo whoami", QUICK).await?;
-    let root_printed = deny.stdout.lines().any(|l| l.trim() == "root");
-    if root_printed || deny.code != Some(126) || !deny.stderr.contains("rule=block-shell-escape") {
-        bail!("shimmed `sudo whoami` was not denied by rule block-shell-escape with exit 126: {}", deny.describe());
-    }
+    let since = check_logged(ctx, observe, "date +%s%N", QUICK).await?;
+    let since: i64 = since.trim().parse().with_context(|| format!("target clock: {since:?}"))?;
+    probe_denied(ctx, conn, facts).await?;
+    probe_recorded(ctx, observe, since).await?;
 
     let nonce = format!("abench-ready-{:08x}", rand::random::<u32>());
-    let allow = run_logged(ctx, conn, &format!("echo {nonce}"), QUICK).await?;
-    if !allow.ok() || allow.stdout.trim() != nonce {
-        bail!("shimmed `echo {nonce}` did not run as expected: {}", allow.describe());
-    }
+    allowed(ctx, conn, &format!("echo {nonce}"), |out| out.trim() == nonce).await?;
+    allowed(ctx, conn, "uname -r", |out| !out.trim().is_empty()).await?;
     Ok(version)
+}
+
+/// A finding of readiness: kept in the target's folder with the command's output, and logged.
+fn finding(ctx: &Ctx<'_>, kind: &str, file: &str, cmd: &str, what: &str) {
+    ctx.log(&format!("FINDING {kind}: `{cmd}`: {what}"));
+    let _ = std::fs::write(ctx.dir.join(file), format!("{kind}\n$ {cmd}\n{what}\n"));
+    ctx.add_finding(kind, &format!("`{cmd}`: {}", first_line(what)));
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// The shimmed probe must be denied. It printing its marker is agentsh failing open: the target
+/// is not hardened, at once. Anything else that is not a denial (a crash, a time-out) is retried.
+async fn probe_denied(ctx: &Ctx<'_>, conn: &Conn, facts: &super::versions::Facts) -> Result<()> {
+    let cmd = PROBE_COMMAND;
+    let mut last = String::new();
+    for i in 1..=TRIES {
+        let out = match run_logged(ctx, conn, cmd, QUICK).await {
+            Ok(o) => o,
+            Err(e) => {
+                last = format!("{e:#}");
+                finding(ctx, "probe-not-denied", &format!("probe-{i}.txt"), cmd, &last);
+                continue;
+            }
+        };
+        if out.stdout.contains(PROBE_MARKER) {
+            finding(ctx, "enforcement-failed-open", &format!("probe-ran-{i}.txt"), cmd, &out.describe());
+            bail!("the shimmed `{cmd}` RAN although rule {PROBE_RULE} denies it (agentsh failed open): {}", out.describe());
+        }
+        let named = out.stderr.contains(&format!("rule={PROBE_RULE}")) || out.stdout.contains(&format!("rule={PROBE_RULE}"));
+        if out.code == Some(126) && (named || !facts.shim_denial_names_rule) {
+            return Ok(());
+        }
+        last = out.describe();
+        let want = if facts.shim_denial_names_rule { format!("exit 126 naming rule={PROBE_RULE}") } else { "exit 126".into() };
+        finding(ctx, "probe-not-denied", &format!("probe-{i}.txt"), cmd, &format!("expected {want}; got {last}"));
+    }
+    bail!("the shimmed `{cmd}` was not denied by rule {PROBE_RULE} in {TRIES} tries; last: {last}")
+}
+
+/// agentsh's own record of the probe's denial, from its event store (read on the observation
+/// channel). A denial the shim reports but agentsh never recorded would leave the suite without
+/// evidence, so it fails readiness.
+async fn probe_recorded(ctx: &Ctx<'_>, observe: &Conn, since_ns: i64) -> Result<()> {
+    let db = ctx.setup.assets.events_db();
+    let script = format!(
+        "import sqlite3, json\n\
+         db = sqlite3.connect('file:{db}?mode=ro', uri=True, timeout=10)\n\
+         rows = db.execute(\"SELECT type, policy_decision, effective_decision, policy_rule, payload_json FROM events \
+         WHERE ts_unix_ns >= ? AND (policy_rule = ? OR payload_json LIKE ?)\", ({since_ns}, '{PROBE_RULE}', '%{PROBE_COMMAND}%')).fetchall()\n\
+         print(json.dumps(rows))\n"
+    );
+    // The server writes events asynchronously: give it a few seconds.
+    let mut rows = Vec::new();
+    for _ in 0..10 {
+        let out = check_logged(ctx, observe, &format!("python3 -c {}", crate::control::shell_quote(&script)), QUICK).await?;
+        rows = serde_json::from_str::<Vec<Vec<serde_json::Value>>>(out.trim())
+            .with_context(|| format!("reading {db}: {}", out.trim()))?;
+        if rows.iter().any(|r| is_probe_denial(r)) {
+            std::fs::write(ctx.dir.join("probe-events.json"), serde_json::to_vec_pretty(&rows)?)?;
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    std::fs::write(ctx.dir.join("probe-events.json"), serde_json::to_vec_pretty(&rows)?)?;
+    bail!("agentsh's event store {db} has no denial of {PROBE_COMMAND} by rule {PROBE_RULE} ({} related events, in probe-events.json)", rows.len())
+}
+
+/// A row (type, policy_decision, effective_decision, policy_rule, payload) that records the probe
+/// denied by its rule. Where the decision sits differs: a precheck denial fills the columns; a
+/// ptrace execve denial (v0.16.9) leaves them empty and puts `decision` and `rule` in the
+/// payload's `fields`.
+fn is_probe_denial(row: &[serde_json::Value]) -> bool {
+    let s = |i: usize| row.get(i).and_then(|v| v.as_str()).unwrap_or("");
+    if s(3) == PROBE_RULE && (s(2) == "deny" || s(1) == "deny") {
+        return true;
+    }
+    let payload: serde_json::Value = serde_json::from_str(s(4)).unwrap_or_default();
+    let f = &payload["fields"];
+    f["rule"] == PROBE_RULE && f["decision"] == "deny"
+}
+
+/// A command the policy allows must run and print what `good` accepts; a failed try is a finding
+/// and is retried.
+async fn allowed(ctx: &Ctx<'_>, conn: &Conn, cmd: &str, good: impl Fn(&str) -> bool) -> Result<()> {
+    let mut last = String::new();
+    for i in 1..=TRIES {
+        last = match run_logged(ctx, conn, cmd, QUICK).await {
+            Ok(out) if out.ok() && good(&out.stdout) => return Ok(()),
+            Ok(out) => out.describe(),
+            Err(e) => format!("{e:#}"),
+        };
+        finding(ctx, "allowed-command-failed", &format!("allowed-failed-{}-{i}.txt", file_word(cmd)), cmd, &last);
+    }
+    bail!("the shimmed `{cmd}` did not run as expected in {TRIES} tries; last: {last}")
+}
+
+fn file_word(cmd: &str) -> String {
+    cmd.split_whitespace().next().unwrap_or("cmd").chars().filter(|c| c.is_ascii_alphanumeric()).collect()
 }
 
 /// The baseline (`--agentsh none`): commands run, and no agentsh is present to skew it.
@@ -247,6 +363,19 @@ fn extract_json(text: &str) -> Option<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_denials_are_read_from_columns_or_payload() {
+        use serde_json::json;
+        let col = vec![json!("command_policy"), json!("deny"), json!("deny"), json!(PROBE_RULE), json!("{}")];
+        assert!(is_probe_denial(&col));
+        let payload = json!({"fields": {"decision": "deny", "rule": PROBE_RULE}}).to_string();
+        assert!(is_probe_denial(&[json!("ptrace_execve"), json!(null), json!(null), json!(null), json!(payload)]));
+        let allowed = json!({"fields": {"decision": "allow", "rule": PROBE_RULE}}).to_string();
+        assert!(!is_probe_denial(&[json!("ptrace_execve"), json!(null), json!(null), json!(null), json!(allowed)]));
+        let other = vec![json!("command_policy"), json!("deny"), json!("deny"), json!("block-shell-escape"), json!("{}")];
+        assert!(!is_probe_denial(&other));
+    }
 
     #[test]
     fn json_is_found_among_log_lines() {
