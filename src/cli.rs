@@ -91,7 +91,9 @@ pub struct TargetArgs {
     /// Number of targets, provisioned at once (1..=64).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_VMS as i64))]
     pub vms: u32,
-    /// agentsh to install: vX.Y.Z, a path to a .deb, dir:PATH with dev-build binaries, or none.
+    /// agentsh to install: vX.Y.Z (cache, release .deb, source snapshot agentsh-vX.Y.Z.tar.gz from
+    /// $AGENTSH_BENCH_SOURCES, Go module proxy), src:PATH (a source checkout or .tar.gz snapshot,
+    /// built like the release), a path to a .deb, dir:PATH with dev-build binaries, or none.
     #[arg(long, default_value = crate::agentsh::DEFAULT_VERSION, value_name = "SPEC")]
     pub agentsh: String,
     #[arg(long, value_enum, default_value_t = ProviderKind::Local)]

@@ -1,11 +1,15 @@
 //! Obtaining the system under test. Every source ends as a `.deb` with the release layout, so
 //! installation on a target is the same `dpkg -i` whatever the artifact came from.
 //!
-//! `--agentsh` takes `vX.Y.Z` (cache → release .deb → build from the Go module proxy), a path to a
-//! `.deb`, `dir:PATH` holding dev-build binaries, or `none` (targets without agentsh: the baseline).
+//! `--agentsh` takes `vX.Y.Z` (cache → release .deb → source snapshot build → build from the Go
+//! module proxy), `src:PATH` (a source checkout or snapshot tarball, built like the release), a
+//! path to a `.deb`, `dir:PATH` holding dev-build binaries, or `none` (targets without agentsh:
+//! the baseline).
 
 mod build;
+mod goreleaser;
 mod package;
+mod source;
 
 use std::path::PathBuf;
 
@@ -20,6 +24,8 @@ pub enum Spec {
     Version(String),
     Deb(PathBuf),
     Dir(PathBuf),
+    /// A source checkout directory or a `git archive` snapshot (.tar.gz) to build.
+    Src(PathBuf),
     None,
 }
 
@@ -41,9 +47,22 @@ impl Spec {
         if let Some(dir) = s.strip_prefix("dir:") {
             let p = PathBuf::from(dir);
             if !p.is_dir() {
-                return Err(crate::exit::usage(format!("--agentsh dir:{dir}: no such directory")));
+                return Err(crate::exit::usage(format!(
+                    "--agentsh dir:{dir}: no such directory"
+                )));
             }
             return Ok(Spec::Dir(p));
+        }
+        if let Some(path) = s.strip_prefix("src:") {
+            let p = PathBuf::from(path);
+            if !(p.is_dir()
+                || (p.is_file() && (path.ends_with(".tar.gz") || path.ends_with(".tgz"))))
+            {
+                return Err(crate::exit::usage(format!(
+                    "--agentsh src:{path}: no such source directory or .tar.gz snapshot"
+                )));
+            }
+            return Ok(Spec::Src(p));
         }
         if s.ends_with(".deb") {
             let p = PathBuf::from(s);
@@ -52,13 +71,13 @@ impl Spec {
             }
             return Ok(Spec::Deb(p));
         }
-        if let Some(v) = s.strip_prefix('v') {
-            if is_semver(v) {
-                return Ok(Spec::Version(v.to_string()));
-            }
+        if let Some(v) = s.strip_prefix('v')
+            && is_semver(v)
+        {
+            return Ok(Spec::Version(v.to_string()));
         }
         Err(crate::exit::usage(format!(
-            "--agentsh {s:?}: expected vX.Y.Z (e.g. {DEFAULT_VERSION}), a path to a .deb, dir:PATH, or none"
+            "--agentsh {s:?}: expected vX.Y.Z (e.g. {DEFAULT_VERSION}), a path to a .deb, dir:PATH, src:PATH, or none"
         )))
     }
 }
@@ -68,7 +87,9 @@ fn is_semver(v: &str) -> bool {
     let (core, pre) = v.split_once('-').unwrap_or((v, ""));
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
         && pre.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
 }
 
@@ -81,7 +102,9 @@ pub fn deb_arch() -> &'static str {
 }
 
 pub fn cache_dir_for(version: &str) -> Result<PathBuf> {
-    Ok(crate::paths::cache_dir()?.join("agentsh").join(format!("v{version}")))
+    Ok(crate::paths::cache_dir()?
+        .join("agentsh")
+        .join(format!("v{version}")))
 }
 
 pub fn deb_name(version: &str) -> String {
@@ -95,48 +118,101 @@ pub fn resolve(spec: &Spec) -> Result<Option<Artifact>> {
         Spec::None => Ok(None),
         Spec::Deb(p) => {
             let version = package::deb_version(p)?;
-            Ok(Some(Artifact { deb: p.clone(), version, source: format!("local .deb {}", p.display()) }))
+            Ok(Some(Artifact {
+                deb: p.clone(),
+                version,
+                source: format!("local .deb {}", p.display()),
+            }))
         }
         Spec::Dir(d) => {
-            let out = tempfile::Builder::new().prefix("abench-dev-deb").tempdir()?.keep();
-            let version = package::binary_version(&d.join("agentsh")).unwrap_or_else(|| "0.0.0+dev".to_string());
-            let deb = package::build_deb(d, &version, &out)?;
-            Ok(Some(Artifact { deb, version, source: format!("dev build {}", d.display()) }))
+            let out = tempfile::Builder::new()
+                .prefix("abench-dev-deb")
+                .tempdir()?
+                .keep();
+            let version = package::binary_version(&d.join("agentsh"))
+                .unwrap_or_else(|| "0.0.0+dev".to_string());
+            let deb = package::build_deb(&package::Layout::from_flat_dir(d)?, &version, &out)?;
+            Ok(Some(Artifact {
+                deb,
+                version,
+                source: format!("dev build {}", d.display()),
+            }))
         }
+        Spec::Src(p) => source::resolve(p).map(Some),
         Spec::Version(v) => resolve_version(v).map(Some),
     }
 }
 
-/// Cache → release .deb → Go module proxy build. When all fail, one error lists every try.
+/// Cache → release .deb → source snapshot build → Go module proxy build. When all fail, one error
+/// lists every try.
 fn resolve_version(version: &str) -> Result<Artifact> {
     let dir = cache_dir_for(version)?;
     let cached = dir.join(deb_name(version));
     if cached.is_file() {
-        return Ok(Artifact { deb: cached, version: version.to_string(), source: "cache".into() });
+        return Ok(Artifact {
+            deb: cached,
+            version: version.to_string(),
+            source: "cache".into(),
+        });
+    }
+    // A snapshot's earlier build counts as cache: found by digest without starting a process, so
+    // a repeated run does not wait for the release host to fail first.
+    let snapshot = source::find_snapshot(version).and_then(|p| source::Source::inspect(&p));
+    if let Ok(src) = &snapshot
+        && let Some(a) = source::cached(src)?
+    {
+        return Ok(a);
     }
     let mut tried = Vec::new();
-    tried.push(format!("cache: {} not present", cached.display()));
+    let also = if snapshot.is_ok() {
+        " (nor a build of its source snapshot)"
+    } else {
+        ""
+    };
+    tried.push(format!("cache: {} not present{also}", cached.display()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
     match build::download_release(version, &cached) {
-        Ok(()) => return Ok(Artifact { deb: cached, version: version.to_string(), source: "release .deb".into() }),
+        Ok(()) => {
+            return Ok(Artifact {
+                deb: cached,
+                version: version.to_string(),
+                source: "release .deb".into(),
+            });
+        }
         Err(e) => tried.push(format!("release .deb: {e:#}")),
+    }
+    match snapshot.and_then(|src| source::built(&src)) {
+        Ok(a) => return Ok(a),
+        Err(e) => tried.push(format!("source snapshot: {e:#}")),
     }
     match build::from_module_proxy(version, &dir) {
         Ok(bin_dir) => {
-            let deb = package::build_deb(&bin_dir, version, &dir)
+            let layout = package::Layout::from_flat_dir(&bin_dir)?;
+            let deb = package::build_deb(&layout, version, &dir)
                 .with_context(|| format!("packaging the build in {}", bin_dir.display()))?;
-            return Ok(Artifact { deb, version: version.to_string(), source: "Go module proxy build".into() });
+            return Ok(Artifact {
+                deb,
+                version: version.to_string(),
+                source: "Go module proxy build".into(),
+            });
         }
         Err(e) => tried.push(format!("Go module proxy build: {e:#}")),
     }
-    let list: String = tried.iter().enumerate().map(|(i, t)| format!("\n  {}. {t}", i + 1)).collect();
+    let list: String = tried
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("\n  {}. {t}", i + 1))
+        .collect();
     anyhow::bail!("cannot obtain agentsh v{version}; tried:{list}")
 }
 
 /// Reads the version `agentsh --version` prints (`agentsh 0.16.9+abc123` → `0.16.9`).
 pub fn parse_version_output(out: &str) -> Option<String> {
-    let word = out.split_whitespace().skip_while(|w| *w != "agentsh").nth(1)?;
+    let word = out
+        .split_whitespace()
+        .skip_while(|w| *w != "agentsh")
+        .nth(1)?;
     let v = word.trim_start_matches('v');
     let v = v.split('+').next()?;
     is_semver(v).then(|| v.to_string())
@@ -148,16 +224,58 @@ mod tests {
 
     #[test]
     fn specs_parse() {
-        assert_eq!(Spec::parse("v0.16.9").unwrap(), Spec::Version("0.16.9".into()));
-        assert_eq!(Spec::parse("v0.20.5").unwrap(), Spec::Version("0.20.5".into()));
+        assert_eq!(
+            Spec::parse("v0.16.9").unwrap(),
+            Spec::Version("0.16.9".into())
+        );
+        assert_eq!(
+            Spec::parse("v0.20.5").unwrap(),
+            Spec::Version("0.20.5".into())
+        );
         assert_eq!(Spec::parse("none").unwrap(), Spec::None);
         let d = tempfile::tempdir().unwrap();
-        assert_eq!(Spec::parse(&format!("dir:{}", d.path().display())).unwrap(), Spec::Dir(d.path().into()));
+        assert_eq!(
+            Spec::parse(&format!("dir:{}", d.path().display())).unwrap(),
+            Spec::Dir(d.path().into())
+        );
+        assert_eq!(
+            Spec::parse(&format!("src:{}", d.path().display())).unwrap(),
+            Spec::Src(d.path().into())
+        );
+        let tar = d.path().join("agentsh-v0.16.9.tar.gz");
+        std::fs::write(&tar, b"").unwrap();
+        assert_eq!(
+            Spec::parse(&format!("src:{}", tar.display())).unwrap(),
+            Spec::Src(tar)
+        );
+    }
+
+    #[test]
+    fn src_spec_needs_a_dir_or_tarball() {
+        let d = tempfile::tempdir().unwrap();
+        let other = d.path().join("notes.txt");
+        std::fs::write(&other, b"").unwrap();
+        for bad in [
+            "src:/no/such/dir".to_string(),
+            "src:".to_string(),
+            format!("src:{}", other.display()),
+        ] {
+            let e = Spec::parse(&bad).unwrap_err();
+            assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE, "{bad}");
+        }
     }
 
     #[test]
     fn bad_specs_are_usage_errors() {
-        for bad in ["0.16.9", "vfoo", "v1.2", "v1.2.3;rm", "/no/such.deb", "dir:/no/such/dir", ""] {
+        for bad in [
+            "0.16.9",
+            "vfoo",
+            "v1.2",
+            "v1.2.3;rm",
+            "/no/such.deb",
+            "dir:/no/such/dir",
+            "",
+        ] {
             let e = Spec::parse(bad).unwrap_err();
             assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE, "{bad}");
         }
@@ -165,8 +283,17 @@ mod tests {
 
     #[test]
     fn version_output_parses() {
-        assert_eq!(parse_version_output("agentsh 0.16.9+1a2b3c\n").as_deref(), Some("0.16.9"));
-        assert_eq!(parse_version_output("agentsh v0.20.5").as_deref(), Some("0.20.5"));
-        assert_eq!(parse_version_output("bash: agentsh: command not found"), None);
+        assert_eq!(
+            parse_version_output("agentsh 0.16.9+1a2b3c\n").as_deref(),
+            Some("0.16.9")
+        );
+        assert_eq!(
+            parse_version_output("agentsh v0.20.5").as_deref(),
+            Some("0.20.5")
+        );
+        assert_eq!(
+            parse_version_output("bash: agentsh: command not found"),
+            None
+        );
     }
 }
