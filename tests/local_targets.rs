@@ -227,3 +227,45 @@ fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A target with a process stuck in a FUSE request (tests/data/fuse_hang.py, the shape of
+/// agentsh's wedge) cannot be removed by the engine alone; `down` aborts that container's FUSE
+/// connections and removes it, and leaves no container behind in any state.
+#[test]
+fn down_removes_a_target_with_a_hung_fuse_mount() {
+    let _g = serial();
+    let out = tempfile::tempdir().unwrap();
+    let o = bench(&["up", "--vms", "1", "--agentsh", "none", "--out", out.path().to_str().unwrap()]);
+    let stdout = text(&o.stdout);
+    assert_eq!(code(&o), 0, "up failed:\n{stdout}\n{}", text(&o.stderr));
+    let up = parse_up(&stdout);
+    let _cleanup = RunGuard(up.run.clone());
+    let (name, config) = &up.targets[0];
+    // A script name of this test's own, to find its process on the host afterwards.
+    let script_path = format!("/tmp/fuse_hang_{}.py", std::process::id());
+    let script = include_str!("data/fuse_hang.py");
+    let (c, _, err) = ssh(config, name, &format!("cat > {script_path} <<'PYEOF'\n{script}PYEOF\ntimeout 20 python3 {script_path}"));
+    assert_eq!(c, 0, "{name}: fuse_hang.py: {err}");
+    let stuck = || -> Vec<String> {
+        let o = Command::new("ps").args(["-eo", "pid,stat,wchan:32,args"]).output().unwrap();
+        text(&o.stdout).lines().filter(|l| l.contains(&script_path)).map(String::from).collect()
+    };
+    let before = stuck();
+    assert!(before.iter().any(|l| l.contains("request_wait_answer")), "no process stuck in a FUSE request: {before:?}");
+
+    // The premise: SIGKILL does not end it (otherwise the engine alone would cope and this test
+    // would prove nothing).
+    let pid = before[0].split_whitespace().next().unwrap().to_string();
+    Command::new("kill").args(["-9", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!stuck().is_empty(), "the stuck process died of SIGKILL; the test's premise is gone");
+
+    let started = Instant::now();
+    let o = bench(&["down", "--run", &up.run]);
+    assert_eq!(code(&o), 0, "down failed:\n{}\n{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stderr).contains("aborted FUSE connection"), "{}", text(&o.stderr));
+    assert!(containers_of(&up.run).is_empty(), "containers left: {:?}", containers_of(&up.run));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(stuck(), Vec::<String>::new(), "a process of the removed target lives on");
+    assert!(started.elapsed() < Duration::from_secs(120), "down took {:?}", started.elapsed());
+}

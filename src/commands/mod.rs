@@ -265,6 +265,7 @@ async fn run_suite(
         config_sha: p.config_sha.clone(),
         policy_sha: p.policy_sha.clone(),
         control_dir: &p.control_dir,
+        out: &p.dir.path,
     };
     // What replaying this run needs: the seed, the iterations, the environment gaps applied.
     p.dir.write_json("suite.json", &serde_json::json!({"tests": suite.tests.len(), "iterations": iterations, "shuffle": shuffle, "environment_gaps": gaps}))?;

@@ -3,6 +3,7 @@
 //! left behind without any state file.
 
 mod exe;
+mod fusectl;
 pub mod image;
 mod inventory;
 mod local;

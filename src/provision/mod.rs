@@ -6,7 +6,7 @@ pub mod assets;
 mod steps;
 pub mod versions;
 
-pub use steps::{DRIVER_PATH, FIXTURE_LOG};
+pub use steps::{DRIVER_PATH, FIXTURE_LOG, HEALTH, SERVER_START};
 
 use std::path::{Path, PathBuf};
 
@@ -188,7 +188,7 @@ async fn one(target: Target, setup: &Setup, dir: &Path, line: &crate::progress::
             step!("assets", steps::assets(&ctx, &conn));
             step!("server", steps::server(&ctx, &conn));
             step!("shim", steps::shim(&ctx, &conn));
-            Some(step!("readiness", steps::readiness(&ctx, &conn, &observe, artifact)))
+            Some(step!("readiness", steps::readiness_watched(&ctx, &conn, &observe, artifact)))
         }
     };
     let findings = ctx.take_findings();

@@ -12,7 +12,12 @@ use crate::provider::image::PACKAGES;
 
 const OBSERVER_SHELL: &str = "/usr/local/libexec/agentsh-bench/bash";
 pub const DRIVER_PATH: &str = "/usr/local/bin/agentsh-bench";
-const HEALTH: &str = "http://127.0.0.1:18080/health";
+pub const HEALTH: &str = "http://127.0.0.1:18080/health";
+/// Starts the server in the background with `AGENTSH_NO_AUTO=1` and waits up to 30 s for /health;
+/// exits 1 if it never answers. (Also how the watchdog restarts a wedged server.)
+pub const SERVER_START: &str = "export AGENTSH_NO_AUTO=1; \
+    setsid nohup agentsh server --config /etc/agentsh/config.yaml >> /var/log/agentsh/server.log 2>&1 < /dev/null & \
+    for i in $(seq 1 60); do curl -sf --max-time 1 http://127.0.0.1:18080/health >/dev/null && exit 0; sleep 0.5; done; exit 1";
 /// What the readiness probe prints if it ever runs.
 const PROBE_MARKER: &str = "abench-probe-ran";
 
@@ -168,11 +173,7 @@ pub async fn assets(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
 /// (Re)starts the server with `AGENTSH_NO_AUTO=1`, so a server that dies is seen, not silently
 /// replaced by the CLI's auto-start; waits for /health.
 pub async fn server(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
-    let start = format!(
-        "pkill -f '^agentsh server' ; sleep 0.2; export AGENTSH_NO_AUTO=1; \
-         setsid nohup agentsh server --config /etc/agentsh/config.yaml >> /var/log/agentsh/server.log 2>&1 < /dev/null & \
-         for i in $(seq 1 60); do curl -sf --max-time 1 {HEALTH} >/dev/null && exit 0; sleep 0.5; done; exit 1"
-    );
+    let start = format!("pkill -f '^agentsh server' ; sleep 0.2; {SERVER_START}");
     let out = run_logged(ctx, conn, &start, QUICK * 2).await?;
     if !out.ok() {
         let log = run_logged(ctx, conn, "tail -n 30 /var/log/agentsh/server.log", QUICK).await?;
@@ -233,6 +234,29 @@ pub async fn readiness(ctx: &Ctx<'_>, conn: &Conn, observe: &Conn, artifact: &Ar
     allowed(ctx, conn, "uname -r", |out| !out.trim().is_empty()).await?;
     Ok(version)
 }
+
+/// Readiness under the watchdog: when it fails because agentsh wedged (a command hung; see
+/// `crate::watchdog`), the wedge is kept as a finding with its evidence, the server is recovered
+/// and readiness runs again, up to [`WEDGE_RECOVERIES`] times. Any other failure stands.
+pub async fn readiness_watched(ctx: &Ctx<'_>, conn: &Conn, observe: &Conn, artifact: &Artifact) -> Result<String> {
+    let mut wedges = 0;
+    loop {
+        let err = match readiness(ctx, conn, observe, artifact).await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let Some(why) = crate::watchdog::check(conn, observe).await else { return Err(err) };
+        if wedges == WEDGE_RECOVERIES {
+            return Err(err.context(format!("agentsh wedged {} times during readiness (wedge-*.txt); last: {why}", wedges + 1)));
+        }
+        wedges += 1;
+        ctx.log(&format!("readiness failed ({err:#}); agentsh is wedged: {why}"));
+        let aborted = crate::watchdog::recover(observe, ctx.dir, wedges, &why).await.context("recovering a wedged agentsh server")?;
+        ctx.add_finding("wedge", &format!("agentsh wedged during readiness ({why}); recovered ({aborted}); evidence in wedge-{wedges}.txt"));
+    }
+}
+
+const WEDGE_RECOVERIES: u32 = 2;
 
 /// A finding of readiness: kept in the target's folder with the command's output, and logged.
 fn finding(ctx: &Ctx<'_>, kind: &str, file: &str, cmd: &str, what: &str) {

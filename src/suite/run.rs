@@ -43,6 +43,8 @@ pub struct SuiteRun<'a> {
     pub config_sha: String,
     pub policy_sha: String,
     pub control_dir: &'a std::path::Path,
+    /// The run's results folder (wedge evidence goes to `targets/<name>/`).
+    pub out: &'a std::path::Path,
 }
 
 /// Runs every iteration on one target; calls `on_row` as each test ends (rows are written as
@@ -52,6 +54,9 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
     let shim = Conn::connect(name, &ready.target.ssh, cx.control_dir, 6).await?;
     let observe = Conn::connect(&format!("{name}/observe"), &ready.target.observe, cx.control_dir, 6).await?;
     let version = ready.agentsh_version.clone().unwrap_or_else(|| "none".into());
+    let target_dir = cx.out.join("targets").join(name);
+    std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
+    let mut wedges = 0u32;
     for iteration in 0..cx.iterations {
         let nonce = format!("{:08x}", rand::random::<u32>());
         let mut values: BTreeMap<&str, String> = BTreeMap::new();
@@ -60,27 +65,49 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
         values.insert("config_sha", cx.config_sha.clone());
         values.insert("policy_sha", cx.policy_sha.clone());
         // A fresh agentsh session per iteration; without a server the api tests are inconclusive.
-        let session = match create_session(&observe).await {
-            Ok(s) => {
-                values.insert("workspace_mount", s.workspace_mount.clone().unwrap_or_default());
-                values.insert("proxy_url", s.proxy_url.clone().unwrap_or_default());
-                Ok(s)
-            }
-            Err(e) => Err(format!("{e:#}")),
-        };
+        let mut session = new_session(&observe, &mut values).await;
         for t in cx.suite.order(cx.shuffle, iteration + 1) {
             line.step(&format!("iteration {} test {} {}", iteration + 1, t.id, t.name));
             let started = Instant::now();
-            let unfilled: Vec<&str> = super::all_text(t).into_iter().flat_map(super::placeholders).filter(|p| !values.contains_key(p)).collect();
-            // A test the environment cannot support is not run at all.
-            let outcome = if t.needs.iter().any(|n| cx.gaps.contains_key(n)) {
-                Ok(Observed::default())
-            } else if let Some(p) = unfilled.first() {
-                // {workspace_mount} and {proxy_url} come from the iteration's agentsh session.
-                let why = session.as_ref().err().map_or(String::new(), |e| format!(": {e}"));
-                Err(anyhow::anyhow!("{{{p}}} is unknown without an agentsh session{why}"))
-            } else {
-                execute(t, &shim, &observe, session.as_ref(), &values, &nonce).await
+            let mut wedge_note = String::new();
+            let mut tries = 0;
+            let outcome = loop {
+                let unfilled: Vec<&str> =
+                    super::all_text(t).into_iter().flat_map(super::placeholders).filter(|p| !values.contains_key(p)).collect();
+                let run = async {
+                    // A test the environment cannot support is not run at all.
+                    if t.needs.iter().any(|n| cx.gaps.contains_key(n)) {
+                        Ok(Observed::default())
+                    } else if let Some(p) = unfilled.first() {
+                        // {workspace_mount} and {proxy_url} come from the iteration's agentsh session.
+                        let why = session.as_ref().err().map_or(String::new(), |e| format!(": {e}"));
+                        Err(anyhow::anyhow!("{{{p}}} is unknown without an agentsh session{why}"))
+                    } else {
+                        execute(t, &shim, &observe, session.as_ref(), &values, &nonce).await
+                    }
+                };
+                // Without agentsh there is no server to wedge.
+                let why = if ready.agentsh_version.is_none() {
+                    break run.await;
+                } else {
+                    tokio::select! {
+                        r = run => break r,
+                        why = crate::watchdog::wedged(&shim, &observe) => why,
+                    }
+                };
+                wedges += 1;
+                tries += 1;
+                line.step(&format!("agentsh wedged in test {} ({why}); recovering", t.id));
+                match crate::watchdog::recover(&observe, &target_dir, wedges, &why).await {
+                    Ok(aborted) => {
+                        wedge_note = format!("; agentsh wedged ({why}), evidence in wedge-{wedges}.txt, recovered ({aborted}), test run again");
+                        session = new_session(&observe, &mut values).await;
+                    }
+                    Err(e) => break Err(e.context(format!("agentsh wedged ({why}) and did not recover"))),
+                }
+                if tries > 1 {
+                    break Err(anyhow::anyhow!("agentsh wedged again when the test ran again (wedge-{wedges}.txt)"));
+                }
             };
             let (verdict, evidence, mut detail) = match outcome {
                 Ok(o) => {
@@ -93,6 +120,7 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
             if let (Some(c), false) = (&t.confirm, verdict == Verdict::Held) {
                 detail.push_str(&format!("; unconfirmed expectation: {c}"));
             }
+            detail.push_str(&wedge_note);
             on_row(Row {
                 target: name.clone(),
                 agentsh_version: version.clone(),
@@ -112,6 +140,18 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
         }
     }
     Ok(())
+}
+
+/// Creates the iteration's agentsh session and puts its mount and proxy into `values`.
+async fn new_session(observe: &Conn, values: &mut BTreeMap<&str, String>) -> std::result::Result<Session, String> {
+    match create_session(observe).await {
+        Ok(s) => {
+            values.insert("workspace_mount", s.workspace_mount.clone().unwrap_or_default());
+            values.insert("proxy_url", s.proxy_url.clone().unwrap_or_default());
+            Ok(s)
+        }
+        Err(e) => Err(format!("{e:#}")),
+    }
 }
 
 fn first(s: &str) -> String {

@@ -1,0 +1,86 @@
+//! The watchdog: tells a wedged agentsh server from a slow test, and brings the server back.
+//!
+//! agentsh v0.16.9 (and, more rarely, v0.20.1) sometimes wedges at a new session's FUSE mount:
+//! the server waits on a futex while its forked child sits in the kernel's FUSE
+//! `request_wait_answer`, and every governed command after that hangs until it times out
+//! (docs/findings.md, "FUSE wedge"). Without a watchdog one wedge turns a suite iteration into
+//! 90 time-outs. With it, a test that runs long is checked every few seconds: if the server's
+//! health endpoint or a trivial shimmed command does not answer, the server is wedged. Its
+//! process states are kept as evidence, its FUSE connections are aborted (only this target's:
+//! [`ABORT_FUSE`]), it is killed and restarted with `AGENTSH_NO_AUTO=1`, and the caller runs the
+//! interrupted test once more. Each wedge is a finding, counted per target.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::control::Conn;
+
+/// A test that has run this long gets health checks.
+const GRACE: Duration = Duration::from_secs(8);
+const EVERY: Duration = Duration::from_secs(4);
+/// A shimmed `echo` that takes longer than this is hung: it normally takes well under a second,
+/// and several seconds even on the slowest target seen here.
+const ECHO_LIMIT: Duration = Duration::from_secs(20);
+
+/// Aborts the FUSE connections of the mounts this target's processes see, and no others: the
+/// connections directory lists the whole kernel's, other targets' included. A connection's
+/// name is the device minor of its mount (field 3 of mountinfo; FUSE mounts have major 0).
+pub const ABORT_FUSE: &str = r#"c=/sys/fs/fuse/connections
+[ -e $c ] || mkdir -p $c 2>/dev/null
+ls $c/*/abort >/dev/null 2>&1 || mount -t fusectl fusectl $c 2>/dev/null
+for m in $(cat /proc/[0-9]*/mountinfo 2>/dev/null | awk '{for(i=1;i<=NF;i++) if($i=="-"){ if($(i+1) ~ /^fuse/){split($3,d,":"); print d[2]} break }}' | sort -u); do
+  if [ -e $c/$m/abort ]; then echo 1 > $c/$m/abort && echo "aborted FUSE connection $m"; fi
+done; true"#;
+
+/// What a wedge leaves as evidence: every process with its state and kernel wait channel, the
+/// kernel stacks of agentsh's, and the end of the server log.
+const EVIDENCE: &str = r#"date -u; echo '== ps'; ps -eo pid,ppid,stat,wchan:32,etimes,args --forest
+for p in $(pgrep -f agentsh); do echo "== /proc/$p/stack ($(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | cut -c1-120))"; cat /proc/$p/stack 2>/dev/null; done
+echo '== server.log'; tail -n 40 /var/log/agentsh/server.log; true"#;
+
+/// Completes (with the reason) only when the server is wedged; a slow but healthy test keeps it
+/// waiting forever. Run it next to a test with `select!`.
+pub async fn wedged(shim: &Conn, observe: &Conn) -> String {
+    tokio::time::sleep(GRACE).await;
+    loop {
+        if let Some(why) = check(shim, observe).await {
+            return why;
+        }
+        tokio::time::sleep(EVERY).await;
+    }
+}
+
+/// `None` when the server answers; otherwise why it is considered wedged. A shimmed command that
+/// fails fast is not a wedge (that is a test's business); one that hangs is.
+pub async fn check(shim: &Conn, observe: &Conn) -> Option<String> {
+    let health = format!("curl -sf --max-time 5 {}", crate::provision::HEALTH);
+    match observe.run(&health, Duration::from_secs(10)).await {
+        Ok(o) if o.ok() => {}
+        Ok(o) => return Some(format!("{} did not answer: {}", crate::provision::HEALTH, o.describe())),
+        // The observation channel is not governed: if it fails, the target is gone, not wedged.
+        Err(_) => return None,
+    }
+    let nonce = format!("abench-wd-{:08x}", rand::random::<u32>());
+    match shim.run(&format!("echo {nonce}"), ECHO_LIMIT).await {
+        Err(e) if format!("{e}").contains("timed out") => Some(format!("a shimmed `echo` hung for {ECHO_LIMIT:?}")),
+        _ => None,
+    }
+}
+
+/// Keeps the evidence in `dir/wedge-N.txt`, aborts this target's FUSE connections, kills every
+/// agentsh process and restarts the server. Returns what was aborted, for the log.
+pub async fn recover(observe: &Conn, dir: &Path, n: u32, why: &str) -> Result<String> {
+    let quick = Duration::from_secs(30);
+    let evidence = observe.run(EVIDENCE, quick).await.map(|o| o.stdout).unwrap_or_else(|e| format!("(no evidence: {e:#})"));
+    std::fs::write(dir.join(format!("wedge-{n}.txt")), format!("wedge {n}: {why}\n{evidence}"))
+        .with_context(|| format!("writing {}", dir.display()))?;
+    let aborted = observe.run(ABORT_FUSE, quick).await.context("aborting FUSE connections")?;
+    let restart = format!("pkill -9 -f '^agentsh' ; sleep 0.5; {}", crate::provision::SERVER_START);
+    let out = observe.run(&restart, quick * 2).await.context("restarting the agentsh server")?;
+    if !out.ok() {
+        bail!("the agentsh server did not come back after wedge {n}: {}", out.describe());
+    }
+    Ok(aborted.stdout.trim().replace('\n', "; "))
+}
