@@ -14,7 +14,7 @@ set -euo pipefail
 # openssh-client: the control channel; openssh-server: the exe.dev stand-in of the tests (never started
 # as a service); curl, gcc, pkg-config, libseccomp-dev: obtaining agentsh (release download or cgo build);
 # python3: the stand-in's JSON; hyperfine: the driver bench's reference.
-packages=(podman runc catatonit mmdebstrap openssh-client openssh-server curl gcc pkg-config libseccomp-dev python3 python3-venv hyperfine)
+packages=(podman runc catatonit mmdebstrap openssh-client openssh-server curl gcc make pkg-config libseccomp-dev python3 python3-venv hyperfine)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -278,9 +278,8 @@ async fn probe_denied(ctx: &Ctx<'_>, conn: &Conn, facts: &super::versions::Facts
         let out = match run_logged(ctx, conn, cmd, QUICK).await {
             Ok(o) => o,
             Err(e) => {
-                last = format!("{e:#}");
-                finding(ctx, "probe-not-denied", &format!("probe-{i}.txt"), cmd, &last);
-                continue;
+                finding(ctx, "probe-not-denied", &format!("probe-{i}.txt"), cmd, &format!("{e:#}"));
+                return Err(e);
             }
         };
         if out.stdout.contains(PROBE_MARKER) {
@@ -345,12 +344,18 @@ fn is_probe_denial(row: &[serde_json::Value]) -> bool {
 async fn allowed(ctx: &Ctx<'_>, conn: &Conn, cmd: &str, good: impl Fn(&str) -> bool) -> Result<()> {
     let mut last = String::new();
     for i in 1..=TRIES {
+        let file = format!("allowed-failed-{}-{i}.txt", file_word(cmd));
         last = match run_logged(ctx, conn, cmd, QUICK).await {
             Ok(out) if out.ok() && good(&out.stdout) => return Ok(()),
             Ok(out) => out.describe(),
-            Err(e) => format!("{e:#}"),
+            Err(e) => {
+                // A command that hangs is no flake to retry: the watchdog decides (see
+                // readiness_watched) whether agentsh is wedged.
+                finding(ctx, "allowed-command-failed", &file, cmd, &format!("{e:#}"));
+                return Err(e);
+            }
         };
-        finding(ctx, "allowed-command-failed", &format!("allowed-failed-{}-{i}.txt", file_word(cmd)), cmd, &last);
+        finding(ctx, "allowed-command-failed", &file, cmd, &last);
     }
     bail!("the shimmed `{cmd}` did not run as expected in {TRIES} tries; last: {last}")
 }
