@@ -62,6 +62,13 @@ impl Spec {
                     "--agentsh src:{path}: no such source directory or .tar.gz snapshot"
                 )));
             }
+            // A directory must look like agentsh's tree before anything is copied or built (a
+            // tarball is checked when it is unpacked: reading it here would cost seconds).
+            if p.is_dir() && !(p.join(".goreleaser.yml").is_file() && p.join("cmd/agentsh").is_dir()) {
+                return Err(crate::exit::usage(format!(
+                    "--agentsh src:{path}: not an agentsh source tree (no .goreleaser.yml and cmd/agentsh/)"
+                )));
+            }
             return Ok(Spec::Src(p));
         }
         if s.ends_with(".deb") {
@@ -125,13 +132,17 @@ pub fn resolve(spec: &Spec) -> Result<Option<Artifact>> {
             }))
         }
         Spec::Dir(d) => {
-            let out = tempfile::Builder::new()
-                .prefix("abench-dev-deb")
-                .tempdir()?
-                .keep();
             let version = package::binary_version(&d.join("agentsh"))
                 .unwrap_or_else(|| "0.0.0+dev".to_string());
-            let deb = package::build_deb(&package::Layout::from_flat_dir(d)?, &version, &out)?;
+            // Packed once per content of the folder and cached: repacking cost ~9 s a run and
+            // left an 18 MB .deb in the temp directory each time.
+            let out = crate::paths::cache_dir()?.join("agentsh").join("dev").join(dir_digest(d)?);
+            let cached = out.join(deb_name(&version));
+            let deb = if cached.is_file() {
+                cached
+            } else {
+                package::build_deb(&package::Layout::from_flat_dir(d)?, &version, &out)?
+            };
             Ok(Some(Artifact {
                 deb,
                 version,
@@ -207,6 +218,26 @@ fn resolve_version(version: &str) -> Result<Artifact> {
     anyhow::bail!("cannot obtain agentsh v{version}; tried:{list}")
 }
 
+/// First 16 hex digits of the sha256 over the names and contents of a folder's files (not its
+/// subfolders: a dev build is flat).
+fn dir_digest(d: &std::path::Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<PathBuf> = std::fs::read_dir(d)
+        .with_context(|| format!("reading {}", d.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default().as_bytes());
+        h.update([0]);
+        h.update(std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?);
+    }
+    Ok(hex::encode(h.finalize())[..16].to_string())
+}
+
 /// Reads the version `agentsh --version` prints (`agentsh 0.16.9+abc123` → `0.16.9`).
 pub fn parse_version_output(out: &str) -> Option<String> {
     let word = out
@@ -238,6 +269,8 @@ mod tests {
             Spec::parse(&format!("dir:{}", d.path().display())).unwrap(),
             Spec::Dir(d.path().into())
         );
+        std::fs::create_dir_all(d.path().join("cmd/agentsh")).unwrap();
+        std::fs::write(d.path().join(".goreleaser.yml"), b"version: 2\n").unwrap();
         assert_eq!(
             Spec::parse(&format!("src:{}", d.path().display())).unwrap(),
             Spec::Src(d.path().into())
@@ -259,6 +292,8 @@ mod tests {
             "src:/no/such/dir".to_string(),
             "src:".to_string(),
             format!("src:{}", other.display()),
+            // a directory that is not agentsh's tree
+            format!("src:{}", d.path().display()),
         ] {
             let e = Spec::parse(&bad).unwrap_err();
             assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE, "{bad}");

@@ -141,10 +141,11 @@ pub async fn install_agentsh(ctx: &Ctx<'_>, conn: &Conn, artifact: &Artifact) ->
         ctx.log("agentsh already at the wanted version");
         return Ok(());
     }
-    let deb = std::fs::read(&artifact.deb).with_context(|| format!("reading {}", artifact.deb.display()))?;
     let remote = "/var/cache/agentsh-bench/agentsh.deb";
-    conn.upload(&deb, remote, 0o644, SLOW).await?;
-    check_logged(ctx, conn, &format!("dpkg -i {remote}"), SLOW).await?;
+    conn.upload(&ctx.setup.deb, remote, 0o644, SLOW).await?;
+    // The package's config files are conffiles; ours replace them right after (assets step), so
+    // dpkg must never stop to ask about an edited one (there is no terminal to answer).
+    check_logged(ctx, conn, &format!("dpkg -i --force-confdef --force-confnew {remote}"), SLOW).await?;
     Ok(())
 }
 
