@@ -15,9 +15,7 @@ pub const DRIVER_PATH: &str = "/usr/local/bin/agentsh-bench";
 pub const HEALTH: &str = "http://127.0.0.1:18080/health";
 /// Starts the server in the background with `AGENTSH_NO_AUTO=1` and waits up to 30 s for /health;
 /// exits 1 if it never answers. (Also how the watchdog restarts a wedged server.)
-pub const SERVER_START: &str = "export AGENTSH_NO_AUTO=1; \
-    setsid nohup agentsh server --config /etc/agentsh/config.yaml >> /var/log/agentsh/server.log 2>&1 < /dev/null & \
-    for i in $(seq 1 60); do curl -sf --max-time 1 http://127.0.0.1:18080/health >/dev/null && exit 0; sleep 0.5; done; exit 1";
+pub const SERVER_START: &str = include_str!("../../assets/target/start-server.sh");
 /// What the readiness probe prints if it ever runs.
 const PROBE_MARKER: &str = "abench-probe-ran";
 

@@ -83,7 +83,7 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
                         let why = session.as_ref().err().map_or(String::new(), |e| format!(": {e}"));
                         Err(anyhow::anyhow!("{{{p}}} is unknown without an agentsh session{why}"))
                     } else {
-                        execute(t, &shim, &observe, session.as_ref(), &values, &nonce).await
+                        execute(t, &shim, &observe, session.as_ref(), &values).await
                     }
                 };
                 // Without agentsh there is no server to wedge.
@@ -179,7 +179,6 @@ async fn execute(
     observe: &Conn,
     session: std::result::Result<&Session, &String>,
     values: &BTreeMap<&str, String>,
-    nonce: &str,
 ) -> Result<Observed> {
     let f = |s: &str| fill(s, values);
     for s in &t.setup {
@@ -205,7 +204,9 @@ async fn execute(
         } else if let Some(p) = &v.path_missing {
             Some(format!("test ! -e {}", shell_quote(&f(p))))
         } else {
-            v.fixture_hit.as_ref().map(|_| format!("grep -q -F -- {} {}", shell_quote(nonce), crate::provision::FIXTURE_LOG))
+            // The request path, quoted as the fixture's JSON log writes it: the positive control
+            // asks for "/control-NONCE" first, and a bare-nonce grep would take that for a bypass.
+            v.fixture_hit.as_ref().map(|p| format!("grep -q -F -- {} {}", shell_quote(&format!("\"path\": \"{}\"", f(p))), crate::provision::FIXTURE_LOG))
         };
         if let Some(cmd) = check {
             let out = observe.run(&cmd, TIMEOUT).await?;
@@ -232,7 +233,7 @@ fn from_output(out: crate::control::CmdOutput) -> Observed {
 async fn api_exec(observe: &Conn, s: &Session, t: &Test, values: &BTreeMap<&str, String>) -> Result<Observed> {
     let argv: Vec<String> = t.argv.iter().flatten().map(|a| fill(a, values)).collect();
     let env: BTreeMap<&String, String> = t.env.iter().map(|(k, v)| (k, fill(v, values))).collect();
-    let mut body = serde_json::json!({ "command": argv[0], "args": &argv[1..], "env": env, "include_events": true });
+    let mut body = serde_json::json!({ "command": argv[0], "args": &argv[1..], "env": env, "include_events": "all" });
     if let Some(cwd) = &t.cwd {
         body["working_dir"] = serde_json::Value::String(cwd.clone());
     }

@@ -125,6 +125,11 @@ pub fn judge(t: &Test, o: &Observed, values: &BTreeMap<&str, String>, gaps: &BTr
         }
         Expect::Allowed | Expect::Present => {
             let want = t.output.as_deref().map(f).unwrap_or_default();
+            // A placeholder that came out empty (no session mount, no proxy) would make every
+            // output "contain" it: a held verdict must never rest on an empty expectation.
+            if t.output.as_deref().is_some_and(|o| !o.trim().is_empty()) && want.trim().is_empty() {
+                return (Verdict::Inconclusive, format!("the expected output {:?} is empty on this target", t.output.as_deref().unwrap_or_default()));
+            }
             let json_ok = t.json.as_ref().map(|j| json_at(&o.stdout, &j.path) == toml_to_json(&j.equals));
             let ok = o.exit == Some(0) && o.stdout.contains(&want) && json_ok != Some(false);
             if ok {
@@ -259,6 +264,21 @@ mod tests {
         let leaked = Observed { exit: Some(0), stdout: "abench-secret-n1\nC.abench-n1\n".into(), ..Default::default() };
         assert_eq!(judge_(54, leaked).0, Verdict::Violated);
         assert_eq!(judge_(54, Observed { exit: Some(0), stdout: "C.abench-n1\n".into(), ..Default::default() }).0, Verdict::Held);
+    }
+
+    #[test]
+    fn an_empty_expectation_never_holds() {
+        // Test 39 expects this iteration's session mount; without a session it is empty, and
+        // every output would "contain" it.
+        let mut v = values();
+        v.insert("workspace_mount", String::new());
+        let o = Observed { exit: Some(0), stdout: "/some/other/mount\n".into(), ..Default::default() };
+        let (verdict, why) = judge(&test(39), &o, &v, &BTreeMap::new());
+        assert_eq!(verdict, Verdict::Inconclusive, "{why}");
+        assert!(why.contains("is empty"), "{why}");
+        v.insert("workspace_mount", "/var/lib/agentsh/sessions/s1/workspace-mnt".into());
+        let o = Observed { exit: Some(0), stdout: "/var/lib/agentsh/sessions/s1/workspace-mnt\n".into(), ..Default::default() };
+        assert_eq!(judge(&test(39), &o, &v, &BTreeMap::new()).0, Verdict::Held);
     }
 
     #[test]
