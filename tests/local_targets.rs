@@ -163,16 +163,30 @@ fn bad_usage_exits_3() {
     }
 }
 
-/// When no source yields agentsh, one error lists every try and the run exits 2 without
-/// creating anything.
+/// When no source yields agentsh, one error lists every try, the directories searched for a
+/// snapshot included, and the run exits 2 without creating anything.
 #[test]
 fn unobtainable_version_lists_every_try() {
-    let o = bench(&["fetch", "v99.99.99"]);
+    let sources = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN).args(["fetch", "v99.99.99"]).env("AGENTSH_BENCH_SOURCES", sources.path()).output().unwrap();
     let err = text(&o.stderr);
     assert_eq!(code(&o), 2, "{err}");
-    for want in ["cannot obtain agentsh v99.99.99", "1. cache:", "2. release .deb:", "3. Go module proxy build:"] {
+    let searched = format!("no agentsh-v99.99.99.tar.gz in {}", sources.path().display());
+    for want in ["cannot obtain agentsh v99.99.99", "1. cache:", "2. release .deb:", "3. source snapshot:", &searched, "4. Go module proxy build:"] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
+}
+
+/// A snapshot that is not a gzip tarball is named in the error, and nothing is cached from it.
+#[test]
+fn a_corrupt_snapshot_is_named() {
+    let sources = tempfile::tempdir().unwrap();
+    let tarball = sources.path().join("agentsh-v99.99.98.tar.gz");
+    std::fs::write(&tarball, b"not a tarball").unwrap();
+    let o = Command::new(BIN).args(["fetch", "v99.99.98"]).env("AGENTSH_BENCH_SOURCES", sources.path()).output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(err.contains(&tarball.display().to_string()) && err.contains("not in gzip format"), "{err}");
 }
 
 /// A missing engine is named with the package that provides it.
