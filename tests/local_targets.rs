@@ -275,7 +275,7 @@ fn down_removes_a_target_with_a_hung_fuse_mount() {
     assert!(!stuck().is_empty(), "the stuck process died of SIGKILL; the test's premise is gone");
 
     let started = Instant::now();
-    let o = bench(&["down", "--run", &up.run]);
+    let o = bench(&["-v", "down", "--run", &up.run]);
     assert_eq!(code(&o), 0, "down failed:\n{}\n{}", text(&o.stdout), text(&o.stderr));
     assert!(text(&o.stderr).contains("aborted FUSE connection"), "{}", text(&o.stderr));
     assert!(containers_of(&up.run).is_empty(), "containers left: {:?}", containers_of(&up.run));

@@ -166,7 +166,8 @@ impl Provider for LocalProvider {
         for (name, r) in names.iter().zip(futures::future::join_all(aborts).await) {
             match r {
                 Ok(None) => {}
-                Ok(Some(msg)) => eprintln!("{name}: {msg}"),
+                // Every agentsh target has FUSE mounts: routine, so not on the console.
+                Ok(Some(msg)) => tracing::info!(target = %name, "{msg}"),
                 Err(e) => eprintln!("{name}: aborting FUSE connections failed: {e:#}"),
             }
         }
