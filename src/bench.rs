@@ -34,32 +34,51 @@ pub async fn provision(sizes: &[u32], agentsh: &str, engine: Engine, runs: u32) 
     for &size in sizes {
         base.vms = size;
         let mut walls = Vec::new();
+        let mut findings = 0usize;
         let mut peak_rss = 0u64;
         for i in 0..runs {
             let run = crate::provider::new_run_tag();
             let rss = RssSampler::start();
+            let cpu0 = crate::procstat::machine_busy_seconds();
             let t0 = Instant::now();
             let result = commands::provision(&base, provider.as_ref(), &run, Some(&scratch.path().join(&run))).await;
             let wall = t0.elapsed();
+            let cpu = cpu0.zip(crate::procstat::machine_busy_seconds()).map(|((a, cores), (b, _))| (b - a, cores));
             peak_rss = peak_rss.max(rss.stop());
             let destroyed = provider.destroy(Some(&run)).await;
             let p = result?;
             destroyed?;
             let ready = crate::provision::ready_count(&p.outcomes);
             anyhow::ensure!(ready == size as usize, "size {size} run {i}: only {ready} of {size} targets became ready");
+            // Readiness findings (a failed try, a wedge recovered) explain an outlier wall time.
+            findings += p.outcomes.iter().flatten().map(|r| r.findings.len()).sum::<usize>();
             eprintln!("bench: {size} target(s), run {}: {:.2} s", i + 1, wall.as_secs_f64());
-            walls.push(wall);
+            walls.push((wall, cpu));
         }
-        walls.sort();
-        rows.push((size, walls[walls.len() / 2], peak_rss));
+        walls.sort_by_key(|w| w.0);
+        let (wall, cpu) = walls[walls.len() / 2];
+        rows.push((size, wall, peak_rss, cpu, findings));
     }
 
     let one = rows.iter().find(|r| r.0 == 1).map(|r| r.1);
     println!("\nprovisioning wall time, local targets, agentsh {}, median of {runs}", artifact.as_ref().map_or("none", |a| a.version.as_str()));
-    println!("{:>8} {:>10} {:>10} {:>16}", "targets", "wall s", "vs 1", "controller RSS");
-    for (size, wall, rss) in &rows {
+    // CPU-s: the machine's busy time during the run (/proc/stat; targets' work included).
+    // Efficiency = (CPU-s / cores) / wall: 1.0 when every core was busy all along.
+    println!(
+        "{:>8} {:>10} {:>10} {:>8} {:>11} {:>12} {:>16} {:>9}",
+        "targets", "wall s", "vs 1", "CPU-s", "efficiency", "CPU-s/target", "controller RSS", "findings"
+    );
+    for (size, wall, rss, cpu, findings) in &rows {
         let ratio = one.map_or("-".to_string(), |o| format!("{:.2}×", wall.as_secs_f64() / o.as_secs_f64()));
-        println!("{size:>8} {:>10.2} {ratio:>10} {:>13.1} MiB", wall.as_secs_f64(), *rss as f64 / 1048576.0);
+        let (cpu_s, eff, per) = match cpu {
+            Some((c, cores)) => (format!("{c:.1}"), format!("{:.2}", c / *cores as f64 / wall.as_secs_f64()), format!("{:.2}", c / *size as f64)),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "{size:>8} {:>10.2} {ratio:>10} {cpu_s:>8} {eff:>11} {per:>12} {:>12.1} MiB {findings:>9}",
+            wall.as_secs_f64(),
+            *rss as f64 / 1048576.0
+        );
     }
     println!("one-time: agentsh artifact {:.2} s, image check/build {:.2} s", t_artifact.as_secs_f64(), t_image.as_secs_f64());
     if let (Some(one), Some(eight)) = (one, rows.iter().find(|r| r.0 == 8)) {

@@ -27,7 +27,7 @@ const ECHO_LIMIT: Duration = Duration::from_secs(20);
 /// Aborts the FUSE connections of the mounts this target's processes see, and no others: the
 /// connections directory lists the whole kernel's, other targets' included. A connection's
 /// name is the device minor of its mount (field 3 of mountinfo; FUSE mounts have major 0).
-pub const ABORT_FUSE: &str = include_str!("../assets/target/abort-fuse.sh");
+pub const ABORT_FUSE: &str = include_str!("../assets/scripts/abort-fuse.sh");
 
 /// What a wedge leaves as evidence: every process with its state and kernel wait channel, the
 /// kernel stacks of agentsh's, and the end of the server log.

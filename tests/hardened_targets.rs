@@ -37,8 +37,8 @@ fn governed(config: &std::path::Path, name: &str, cmd: &str) -> (i32, String, St
     }
     let recover = format!(
         "{}\npkill -9 -f '^agentsh' ; sleep 0.5\n{}",
-        include_str!("../assets/target/abort-fuse.sh"),
-        include_str!("../assets/target/start-server.sh")
+        include_str!("../assets/scripts/abort-fuse.sh"),
+        include_str!("../assets/scripts/start-server.sh")
     );
     let (c, out, err) = ssh(config, &observe, &recover);
     assert_eq!(c, 0, "{name}: agentsh wedged during `{cmd}` and did not recover: {out} {err}");

@@ -15,7 +15,7 @@ pub const DRIVER_PATH: &str = "/usr/local/bin/agentsh-bench";
 pub const HEALTH: &str = "http://127.0.0.1:18080/health";
 /// Starts the server in the background with `AGENTSH_NO_AUTO=1` and waits up to 30 s for /health;
 /// exits 1 if it never answers. (Also how the watchdog restarts a wedged server.)
-pub const SERVER_START: &str = include_str!("../../assets/target/start-server.sh");
+pub const SERVER_START: &str = include_str!("../../assets/scripts/start-server.sh");
 /// What the readiness probe prints if it ever runs.
 const PROBE_MARKER: &str = "abench-probe-ran";
 
