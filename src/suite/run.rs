@@ -90,9 +90,24 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
                 let why = if ready.agentsh_version.is_none() {
                     break run.await;
                 } else {
-                    tokio::select! {
-                        r = run => break r,
-                        why = crate::watchdog::wedged(&shim, &observe) => why,
+                    let r = tokio::select! {
+                        r = run => r,
+                        why = crate::watchdog::wedged(&shim, &observe) => Err(anyhow::anyhow!("{WEDGED}{why}")),
+                    };
+                    match r {
+                        Err(e) if format!("{e}").starts_with(WEDGED) => format!("{e}").trim_start_matches(WEDGED).to_string(),
+                        // An API exec that timed out while the server stays healthy: agentsh's
+                        // session itself may be stuck (seen on v0.16.9: every later exec in it
+                        // hangs until curl gives up, 50 s per test). A trivial exec tells.
+                        Err(e) if t.channel == Channel::Api && format!("{e:#}").contains("exit 28") => {
+                            match session.as_ref() {
+                                Ok(s) if !session_answers(&observe, s).await => {
+                                    "the API session no longer answers (a trivial exec in it timed out)".to_string()
+                                }
+                                _ => break Err(e),
+                            }
+                        }
+                        r => break r,
                     }
                 };
                 wedges += 1;
@@ -140,6 +155,18 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
         }
     }
     Ok(())
+}
+
+/// How the watchdog's verdict travels through the test's Result inside the loop above.
+const WEDGED: &str = "abench-wedged: ";
+
+/// Whether the session still runs a trivial command within 15 s.
+async fn session_answers(observe: &Conn, s: &Session) -> bool {
+    let cmd = format!(
+        "curl -sS --max-time 15 -X POST {API}/sessions/{}/exec -H 'Content-Type: application/json' -d '{{\"command\":\"/bin/true\"}}'",
+        shell_quote(&s.id)
+    );
+    observe.run(&cmd, Duration::from_secs(25)).await.is_ok_and(|o| o.ok())
 }
 
 /// Creates the iteration's agentsh session and puts its mount and proxy into `values`.
