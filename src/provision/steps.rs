@@ -198,6 +198,10 @@ pub async fn shim(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
 /// injection sometimes kills a traced command under load (docs/findings.md), and a target where a
 /// second try works is ready but its flakiness is on record.
 const TRIES: usize = 3;
+/// Time a governed readiness command may take. They take well under a second, a few seconds on
+/// 8 loaded targets; one that takes longer is hung (agentsh wedged), and every second of this
+/// limit is idle time before the watchdog can recover it.
+const GOVERNED: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Proves the target is hardened, whatever policy the run tests (the probe rule is the harness's,
 /// added to every policy; see `assets::PROBE_RULE`):
@@ -274,7 +278,7 @@ async fn probe_denied(ctx: &Ctx<'_>, conn: &Conn, facts: &super::versions::Facts
     let cmd = PROBE_COMMAND;
     let mut last = String::new();
     for i in 1..=TRIES {
-        let out = match run_logged(ctx, conn, cmd, QUICK).await {
+        let out = match run_logged(ctx, conn, cmd, GOVERNED).await {
             Ok(o) => o,
             Err(e) => {
                 finding(ctx, "probe-not-denied", &format!("probe-{i}.txt"), cmd, &format!("{e:#}"));
@@ -344,7 +348,7 @@ async fn allowed(ctx: &Ctx<'_>, conn: &Conn, cmd: &str, good: impl Fn(&str) -> b
     let mut last = String::new();
     for i in 1..=TRIES {
         let file = format!("allowed-failed-{}-{i}.txt", file_word(cmd));
-        last = match run_logged(ctx, conn, cmd, QUICK).await {
+        last = match run_logged(ctx, conn, cmd, GOVERNED).await {
             Ok(out) if out.ok() && good(&out.stdout) => return Ok(()),
             Ok(out) => out.describe(),
             Err(e) => {
