@@ -136,7 +136,7 @@ pub fn resolve(spec: &Spec) -> Result<Option<Artifact>> {
                 .unwrap_or_else(|| "0.0.0+dev".to_string());
             // Packed once per content of the folder and cached: repacking cost ~9 s a run and
             // left an 18 MB .deb in the temp directory each time.
-            let out = crate::paths::cache_dir()?.join("agentsh").join("dev").join(dir_digest(d)?);
+            let out = crate::paths::cache_dir()?.join("agentsh").join("dev").join(source::dir_digest(d)?);
             let cached = out.join(deb_name(&version));
             let deb = if cached.is_file() {
                 cached
@@ -216,26 +216,6 @@ fn resolve_version(version: &str) -> Result<Artifact> {
         .map(|(i, t)| format!("\n  {}. {t}", i + 1))
         .collect();
     anyhow::bail!("cannot obtain agentsh v{version}; tried:{list}")
-}
-
-/// First 16 hex digits of the sha256 over the names and contents of a folder's files (not its
-/// subfolders: a dev build is flat).
-fn dir_digest(d: &std::path::Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut files: Vec<PathBuf> = std::fs::read_dir(d)
-        .with_context(|| format!("reading {}", d.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    let mut h = Sha256::new();
-    for f in files {
-        h.update(f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default().as_bytes());
-        h.update([0]);
-        h.update(std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?);
-    }
-    Ok(hex::encode(h.finalize())[..16].to_string())
 }
 
 /// Reads the version `agentsh --version` prints (`agentsh 0.16.9+abc123` → `0.16.9`).

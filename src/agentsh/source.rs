@@ -534,6 +534,25 @@ fn checkout_digest(dir: &Path) -> Result<String> {
     Ok(hex16(h))
 }
 
+/// Identity of a dev build's flat folder: the names and content digests of its files (not its
+/// subfolders), in name order.
+pub(super) fn dir_digest(dir: &Path) -> Result<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(file_name(&f).as_bytes());
+        h.update([0]);
+        h.update(file_digest(&f)?.as_bytes());
+    }
+    Ok(hex16(h))
+}
+
 fn hex16(h: Sha256) -> String {
     let mut s = hex::encode(h.finalize());
     s.truncate(16);

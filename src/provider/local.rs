@@ -92,9 +92,7 @@ impl LocalProvider {
             Spec { name: &name, run, provider: "local", route: Route::Proxy(&proxy), user: "root", include: None },
         )
     }
-}
 
-impl LocalProvider {
     /// Aborts the FUSE connections of container `name`'s processes, from the host (see
     /// `fusectl`): it works in any state the container is in, "Stopping" included.
     async fn abort_fuse(&self, name: &str) -> Result<Option<String>> {

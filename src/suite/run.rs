@@ -87,28 +87,26 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
                     }
                 };
                 // Without agentsh there is no server to wedge.
-                let why = if ready.agentsh_version.is_none() {
-                    break run.await;
+                let ended = if ready.agentsh_version.is_none() {
+                    Ended::Ran(run.await)
                 } else {
-                    let r = tokio::select! {
-                        r = run => r,
-                        why = crate::watchdog::wedged(&shim, &observe) => Err(anyhow::anyhow!("{WEDGED}{why}")),
-                    };
-                    match r {
-                        Err(e) if format!("{e}").starts_with(WEDGED) => format!("{e}").trim_start_matches(WEDGED).to_string(),
-                        // An API exec that timed out while the server stays healthy: agentsh's
-                        // session itself may be stuck (seen on v0.16.9: every later exec in it
-                        // hangs until curl gives up, 50 s per test). A trivial exec tells.
-                        Err(e) if t.channel == Channel::Api && format!("{e:#}").contains("exit 28") => {
-                            match session.as_ref() {
-                                Ok(s) if !session_answers(&observe, s).await => {
-                                    "the API session no longer answers (a trivial exec in it timed out)".to_string()
-                                }
-                                _ => break Err(e),
-                            }
-                        }
-                        r => break r,
+                    tokio::select! {
+                        r = run => Ended::Ran(r),
+                        why = crate::watchdog::wedged(&shim, &observe) => Ended::Wedged(why),
                     }
+                };
+                let why = match ended {
+                    Ended::Wedged(why) => why,
+                    // An API exec that timed out while the server stays healthy: agentsh's
+                    // session itself may be stuck (seen on v0.16.9: every later exec in it
+                    // hangs until curl gives up, 50 s per test). A trivial exec tells.
+                    Ended::Ran(Err(e)) if t.channel == Channel::Api && format!("{e:#}").contains("exit 28") => match session.as_ref() {
+                        Ok(s) if !session_answers(&observe, s).await => {
+                            "the API session no longer answers (a trivial exec in it timed out)".to_string()
+                        }
+                        _ => break Err(e),
+                    },
+                    Ended::Ran(r) => break r,
                 };
                 wedges += 1;
                 tries += 1;
@@ -157,8 +155,11 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
     Ok(())
 }
 
-/// How the watchdog's verdict travels through the test's Result inside the loop above.
-const WEDGED: &str = "abench-wedged: ";
+/// How a test's run ended: with its own result, or stopped by the watchdog (and why).
+enum Ended {
+    Ran(Result<Observed>),
+    Wedged(String),
+}
 
 /// Whether the session still runs a trivial command within 15 s.
 async fn session_answers(observe: &Conn, s: &Session) -> bool {
