@@ -229,6 +229,15 @@ pub async fn readiness(ctx: &Ctx<'_>, conn: &Conn, observe: &Conn, artifact: &Ar
 
     let since = check_logged(ctx, observe, "date +%s%N", QUICK).await?;
     let since: i64 = since.trim().parse().with_context(|| format!("target clock: {since:?}"))?;
+    // Positive control: ungoverned, the probe runs and prints its marker, so a denial on the
+    // test channel is agentsh's doing and the marker check can fire. Read by the observer's own
+    // bash: its `#!/bin/sh` would go through the shim (sh is shimmed too).
+    let control = check_logged(ctx, observe, &format!("{OBSERVER_SHELL} /usr/local/bin/{PROBE_COMMAND}"), QUICK)
+        .await
+        .context("the probe's positive control")?;
+    if !control.contains(PROBE_MARKER) {
+        bail!("ungoverned, `{PROBE_COMMAND}` printed {control:?}, not {PROBE_MARKER}: its denial would prove nothing");
+    }
     probe_denied(ctx, conn, facts).await?;
     probe_recorded(ctx, observe, since).await?;
 
