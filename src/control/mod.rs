@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 /// OpenSSH's MaxSessions is 10 and channel teardown is asynchronous; Jepsen settled on ~6.
@@ -135,17 +135,42 @@ impl Conn {
                 pipe.shutdown().await.context("closing stdin")?;
                 drop(pipe);
             }
-            let out = child.wait_with_output().await?;
-            Ok::<_, anyhow::Error>(out)
+            // Read the pipes ourselves and wait apart: openssh's `wait_with_output` turns exit
+            // 127 into an error and drops the output with it, and 127 ("command not found", or a
+            // shell's refusal to exec) is an outcome the suite must see, stderr included.
+            let (mut out_pipe, mut err_pipe) = (child.stdout().take(), child.stderr().take());
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            let read_out = async {
+                if let Some(p) = out_pipe.as_mut() {
+                    p.read_to_end(&mut stdout).await?;
+                }
+                Ok::<_, std::io::Error>(())
+            };
+            let read_err = async {
+                if let Some(p) = err_pipe.as_mut() {
+                    p.read_to_end(&mut stderr).await?;
+                }
+                Ok::<_, std::io::Error>(())
+            };
+            let (a, b) = tokio::join!(read_out, read_err);
+            a.context("reading stdout")?;
+            b.context("reading stderr")?;
+            let code = match child.wait().await {
+                Ok(status) => status.code(),
+                Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => Some(127),
+                Err(openssh::Error::RemoteProcessTerminated) => None,
+                Err(e) => return Err(e.into()),
+            };
+            Ok::<_, anyhow::Error>((code, stdout, stderr))
         };
-        let out = tokio::time::timeout(timeout, fut)
+        let (code, stdout, stderr) = tokio::time::timeout(timeout, fut)
             .await
             .map_err(|_| anyhow!("{}: `{}` timed out after {:?}", self.name, short(cmd), timeout))?
             .with_context(|| format!("{}: ssh transport failed running `{}`", self.name, short(cmd)))?;
         Ok(CmdOutput {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
             elapsed: start.elapsed(),
         })
     }
