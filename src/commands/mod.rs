@@ -79,6 +79,8 @@ pub struct Provisioned {
     /// sha256 of the config and policy installed (the suite checks they are the ones on disk).
     pub config_sha: String,
     pub policy_sha: String,
+    /// agentsh's event store on the targets (from the config installed).
+    pub events_db: String,
     /// Where this run's SSH control sockets live (every later stage reconnects there).
     pub control_dir: std::path::PathBuf,
 }
@@ -161,6 +163,7 @@ pub async fn provision(args: &TargetArgs, provider: &dyn Provider, run: &str, ou
         outcomes,
         config_sha: sha(&setup.assets.config),
         policy_sha: sha(&setup.assets.policy),
+        events_db: setup.assets.events_db(),
         control_dir: setup.control_dir.clone(),
     })
 }
@@ -264,6 +267,7 @@ async fn run_suite(
         gaps,
         config_sha: p.config_sha.clone(),
         policy_sha: p.policy_sha.clone(),
+        events_db: p.events_db.clone(),
         control_dir: &p.control_dir,
         out: &p.dir.path,
     };

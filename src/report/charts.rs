@@ -252,6 +252,7 @@ mod tests {
                     evidence: String::new(),
                     duration_ms: 1,
                     detail: String::new(),
+                    record: String::new(),
                 })
             })
             .collect();

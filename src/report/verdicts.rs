@@ -19,7 +19,7 @@ impl TestsCsv {
         let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
         w.write_record([
             "run_id", "target", "agentsh_version", "iteration", "category", "test_id", "test", "verdict", "expected", "evidence",
-            "duration_ms", "detail",
+            "duration_ms", "detail", "record",
         ])?;
         w.flush()?;
         Ok(TestsCsv { w })
@@ -40,6 +40,7 @@ impl TestsCsv {
             &r.evidence,
             &r.duration_ms.to_string(),
             &r.detail,
+            &r.record,
         ])?;
         // Flushed per row: a crash loses at most the test in flight.
         self.w.flush().context("flushing tests.csv")?;
@@ -162,6 +163,7 @@ mod tests {
             evidence: String::new(),
             duration_ms: 1,
             detail: String::new(),
+            record: String::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! load with errors that name the file and line; the rule that turns what a test observed into a
 //! verdict ([`verdict`]); running it on targets ([`run`]).
 
+pub mod records;
 pub mod run;
 pub mod verdict;
 
@@ -59,6 +60,9 @@ pub struct Violation {
     pub file_exists: Option<String>,
     pub path_missing: Option<String>,
     pub fixture_hit: Option<String>,
+    /// agentsh's own record shows it allowed the action (for addresses nothing may answer:
+    /// the request cannot be seen arriving, but agentsh's decision to let it out can).
+    pub record_allows: Option<bool>,
 }
 
 impl Violation {
@@ -71,6 +75,7 @@ impl Violation {
             self.file_exists.is_some(),
             self.path_missing.is_some(),
             self.fixture_hit.is_some(),
+            self.record_allows == Some(true),
         ]
         .iter()
         .filter(|b| **b)

@@ -31,6 +31,8 @@ pub struct Row {
     pub evidence: String,
     pub duration_ms: u64,
     pub detail: String,
+    /// The decision agentsh logged for this test (its event store), when one concerns it.
+    pub record: String,
 }
 
 /// What a run of the suite needs to know besides the tests.
@@ -42,6 +44,8 @@ pub struct SuiteRun<'a> {
     pub gaps: &'a BTreeMap<String, String>,
     pub config_sha: String,
     pub policy_sha: String,
+    /// agentsh's event store on the targets, read for its record of each decision.
+    pub events_db: String,
     pub control_dir: &'a std::path::Path,
     /// The run's results folder (wedge evidence goes to `targets/<name>/`).
     pub out: &'a std::path::Path,
@@ -57,6 +61,9 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
     let target_dir = cx.out.join("targets").join(name);
     std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
     let mut wedges = 0u32;
+    // Events are stamped with the target's clock; a VM's may differ from ours.
+    let offset_ns = if ready.agentsh_version.is_some() { super::records::clock_offset_ns(&observe).await? } else { 0 };
+    let rec = Records { db: &cx.events_db, offset_ns, enabled: ready.agentsh_version.is_some() };
     for iteration in 0..cx.iterations {
         let nonce = format!("{:08x}", rand::random::<u32>());
         let mut values: BTreeMap<&str, String> = BTreeMap::new();
@@ -83,7 +90,7 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
                         let why = session.as_ref().err().map_or(String::new(), |e| format!(": {e}"));
                         Err(anyhow::anyhow!("{{{p}}} is unknown without an agentsh session{why}"))
                     } else {
-                        execute(t, &shim, &observe, session.as_ref(), &values).await
+                        execute(t, &shim, &observe, session.as_ref(), &values, &rec).await
                     }
                 };
                 // Without agentsh there is no server to wedge.
@@ -122,13 +129,13 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
                     break Err(anyhow::anyhow!("agentsh wedged again when the test ran again (wedge-{wedges}.txt)"));
                 }
             };
-            let (verdict, evidence, mut detail) = match outcome {
+            let (verdict, evidence, mut detail, record) = match outcome {
                 Ok(o) => {
                     let (v, why) = judge(t, &o, &values, cx.gaps);
                     let detail = format!("exit {:?}; stdout: {}; stderr: {}", o.exit, first(&o.stdout), first(&o.stderr));
-                    (v, why, detail)
+                    (v, why, detail, record_note(t, &o))
                 }
-                Err(e) => (Verdict::Inconclusive, format!("{e:#}"), String::new()),
+                Err(e) => (Verdict::Inconclusive, format!("{e:#}"), String::new(), String::new()),
             };
             if let (Some(c), false) = (&t.confirm, verdict == Verdict::Held) {
                 detail.push_str(&format!("; unconfirmed expectation: {c}"));
@@ -146,6 +153,7 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
                 evidence,
                 duration_ms: started.elapsed().as_millis() as u64,
                 detail,
+                record,
             })?;
         }
         if let Ok(s) = &session {
@@ -198,7 +206,32 @@ async fn create_session(observe: &Conn) -> Result<Session> {
         .run(&format!("curl -sS --max-time 30 -X POST {API}/sessions -H 'Content-Type: application/json' -d '{{\"workspace\":\"/root\"}}'"), TIMEOUT)
         .await?;
     anyhow::ensure!(out.ok(), "no agentsh session API: {}", out.describe());
-    serde_json::from_str(out.stdout.trim()).with_context(|| format!("session reply is not a Session: {}", first(&out.stdout)))
+    let created: Session =
+        serde_json::from_str(out.stdout.trim()).with_context(|| format!("session reply is not a Session: {}", first(&out.stdout)))?;
+    // With FUSE deferred (sandbox.fuse.deferred), the workspace is mounted at the session's first
+    // exec, and until then the session reports its backing directory as `workspace_mount`. One
+    // trivial exec, then the session as it is now, so that {workspace_mount} is the real mount.
+    if !session_answers(observe, &created).await {
+        return Ok(created);
+    }
+    let out = observe.run(&format!("curl -sS --max-time 30 {API}/sessions/{}", shell_quote(&created.id)), TIMEOUT).await?;
+    Ok(serde_json::from_str(out.stdout.trim()).unwrap_or(created))
+}
+
+/// Where and how to read agentsh's event store on one target.
+struct Records<'a> {
+    db: &'a str,
+    offset_ns: i64,
+    /// Without agentsh there is no store.
+    enabled: bool,
+}
+
+/// What tests.csv says of agentsh's record: the denial by the rule the test expects, else the
+/// first decision that concerns the test.
+fn record_note(t: &Test, o: &Observed) -> String {
+    let accepted = t.accepted_rules();
+    let best = o.records.iter().find(|r| r.denies() && accepted.contains(&r.rule.as_str())).or_else(|| o.records.first());
+    best.map(|r| r.summary()).unwrap_or_default()
 }
 
 async fn execute(
@@ -207,6 +240,7 @@ async fn execute(
     observe: &Conn,
     session: std::result::Result<&Session, &String>,
     values: &BTreeMap<&str, String>,
+    rec: &Records<'_>,
 ) -> Result<Observed> {
     let f = |s: &str| fill(s, values);
     for s in &t.setup {
@@ -217,6 +251,8 @@ async fn execute(
         Some(c) => Some(observe.run(&f(c), TIMEOUT).await?.ok()),
         None => None,
     };
+    // Everything agentsh logs from here on is about this test (one test at a time per target).
+    let since_ns = super::records::now_ns() + rec.offset_ns;
     let mut o = match t.channel {
         Channel::Shim => from_output(shim.run(&f(t.command.as_deref().unwrap_or_default()), TIMEOUT).await?),
         Channel::Cli | Channel::Observe => from_output(observe.run(&f(t.command.as_deref().unwrap_or_default()), TIMEOUT).await?),
@@ -234,11 +270,12 @@ async fn execute(
         } else {
             // The request path, quoted as the fixture's JSON log writes it: the positive control
             // asks for "/control-NONCE" first, and a bare-nonce grep would take that for a bypass.
-            v.fixture_hit.as_ref().map(|p| format!("grep -q -F -- {} {}", shell_quote(&format!("\"path\": \"{}\"", f(p))), crate::provision::FIXTURE_LOG))
+            v.fixture_hit.as_ref().map(|p| format!("grep -m1 -F -- {} {}", shell_quote(&format!("\"path\": \"{}\"", f(p))), crate::provision::FIXTURE_LOG))
         };
         if let Some(cmd) = check {
             let out = observe.run(&cmd, TIMEOUT).await?;
             // grep and test exit 1 for "no"; anything else means the check itself failed.
+            o.target_detail = out.stdout.chars().take(300).collect();
             o.target_check = match out.code {
                 Some(0) => Some(true),
                 Some(1) => Some(false),
@@ -246,10 +283,52 @@ async fn execute(
             };
         }
     }
+    if rec.enabled && wants_records(t, &o) {
+        o.records = decisions_for(t, observe, rec, since_ns, values).await?;
+    }
     for s in &t.cleanup {
         let _ = observe.run(&f(s), TIMEOUT).await;
     }
     Ok(o)
+}
+
+/// Enforced tests always get agentsh's record; an allowed action only when it failed (the record
+/// then says what refused it). Reading the store costs a round trip, so passing ones skip it.
+fn wants_records(t: &Test, o: &Observed) -> bool {
+    match t.expect {
+        super::Expect::Enforced => true,
+        super::Expect::Allowed => o.exit != Some(0) && t.channel != Channel::Observe,
+        _ => t.violated.as_ref().is_some_and(|v| v.record_allows == Some(true)),
+    }
+}
+
+/// The decisions since the test started that concern it. The server writes events
+/// asynchronously, so when the expected rule is not there yet it looks again, briefly.
+async fn decisions_for(
+    t: &Test,
+    observe: &Conn,
+    rec: &Records<'_>,
+    since_ns: i64,
+    values: &BTreeMap<&str, String>,
+) -> Result<Vec<super::records::Record>> {
+    let mut text: Vec<String> = t.command.iter().map(|c| fill(c, values)).collect();
+    text.push(t.argv.iter().flatten().map(|a| fill(a, values)).collect::<Vec<_>>().join(" "));
+    text.extend(t.setup.iter().map(|s| fill(s, values)));
+    let text = text.join("\n");
+    let tokens = super::records::tokens(&text);
+    let accepted = t.accepted_rules();
+    let mut found = Vec::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        found = super::records::since(observe, rec.db, since_ns).await?;
+        found.retain(|r| r.concerns(&tokens, &text));
+        if t.expect != super::Expect::Enforced || found.iter().any(|r| r.denies() && accepted.contains(&r.rule.as_str())) {
+            break;
+        }
+    }
+    Ok(found)
 }
 
 fn from_output(out: crate::control::CmdOutput) -> Observed {

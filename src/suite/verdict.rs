@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use super::records::Record;
 use super::{Expect, How, Test, fill};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -33,6 +34,11 @@ pub struct Observed {
     /// The positive control: `Some(false)` when it failed (the action does not work even when
     /// agentsh does not govern it, so a refusal proves nothing).
     pub control_ok: Option<bool>,
+    /// The decisions agentsh logged in its event store while the test ran that concern what the
+    /// test did ([`super::records`]); empty when not read.
+    pub records: Vec<Record>,
+    /// What the after-run check saw (the fixture's log line for the request).
+    pub target_detail: String,
 }
 
 /// `rule=NAME)` in agentsh's messages: `command denied by policy (rule=R)`,
@@ -82,13 +88,15 @@ pub fn judge(t: &Test, o: &Observed, values: &BTreeMap<&str, String>, gaps: &BTr
             o.stderr.contains(&s).then(|| format!("stderr contains {s:?}"))
         } else if v.exit_zero == Some(true) {
             (o.exit == Some(0)).then(|| "it exited 0".to_string())
+        } else if v.record_allows == Some(true) {
+            o.records.iter().find(|r| r.is_network() && r.effective == "allow").map(|r| format!("agentsh recorded that it let it through: {}", r.summary()))
         } else {
             match o.target_check {
                 Some(true) => Some(
                     match (&v.file_exists, &v.path_missing, &v.fixture_hit) {
                         (Some(p), _, _) => format!("{} exists", f(p)),
                         (_, Some(p), _) => format!("{} is gone", f(p)),
-                        _ => "the request reached its fixture".to_string(),
+                        _ => format!("the request reached its fixture: {}", o.target_detail.trim()),
                     },
                 ),
                 Some(false) => None,
@@ -106,15 +114,26 @@ pub fn judge(t: &Test, o: &Observed, values: &BTreeMap<&str, String>, gaps: &BTr
     match t.expect {
         Expect::Enforced => {
             let accepted = t.accepted_rules();
-            if let Some(r) = named.iter().find(|r| accepted.contains(&r.as_str())) {
+            // The rule named in agentsh's answer, else in its event store (v0.16.9 names no rule
+            // for a child exec it refuses under ptrace, nor for a seccomp file denial).
+            let from_answer = named.iter().find(|r| accepted.contains(&r.as_str())).map(|r| (r.clone(), String::new()));
+            let from_record = || {
+                o.records
+                    .iter()
+                    .find(|r| r.denies() && accepted.contains(&r.rule.as_str()))
+                    .map(|r| (r.rule.clone(), format!(" (agentsh's record: {})", r.summary())))
+            };
+            if let Some((r, source)) = from_answer.or_else(from_record) {
                 match t.how {
                     Some(How::Precheck) if o.exit != Some(126) => {
-                        (Verdict::Inconclusive, format!("rule {r} named but exit {exit}, a precheck deny exits 126"))
+                        (Verdict::Inconclusive, format!("rule {r} named{source} but exit {exit}, a precheck deny exits 126"))
                     }
-                    _ => (Verdict::Held, format!("rule {r}, exit {exit}")),
+                    _ => (Verdict::Held, format!("rule {r}{source}, exit {exit}")),
                 }
             } else if let Some(other) = named.first() {
                 (Verdict::Inconclusive, format!("decided by rule {other}, expected {}", accepted.join(" or ")))
+            } else if let Some(r) = o.records.iter().find(|r| r.denies()) {
+                (Verdict::Inconclusive, format!("agentsh recorded a denial by another rule ({}), expected {}", r.summary(), accepted.join(" or ")))
             } else if t.how == Some(How::File) && o.exit != Some(0) && o.stderr.contains("Permission denied") {
                 // Landlock refuses with EACCES and reports no event (agentsh-facts.md); the
                 // violation check above has shown the file is not there.
@@ -136,6 +155,8 @@ pub fn judge(t: &Test, o: &Observed, values: &BTreeMap<&str, String>, gaps: &BTr
                 (Verdict::Held, format!("exit 0, output has {want:?}"))
             } else if let Some(r) = named.first() {
                 (Verdict::Violated, format!("refused by rule {r} (exit {exit})"))
+            } else if let (Some(r), true) = (o.records.iter().find(|r| r.denies()), o.exit != Some(0)) {
+                (Verdict::Violated, format!("refused: agentsh recorded {} (exit {exit})", r.summary()))
             } else if t.expect == Expect::Present && o.exit.is_some() {
                 let got = match &t.json {
                     Some(j) => format!("{} = {:?}", j.path, json_at(&o.stdout, &j.path)),
@@ -221,7 +242,7 @@ mod tests {
         let (v, why) = judge_(14, Observed { exit: Some(127), stderr: "bash: sudo: command not found".into(), ..Default::default() });
         assert_eq!(v, Verdict::Inconclusive, "{why}");
         let (v, why) = judge_(14, Observed { exit: Some(126), stderr: "agentsh: command denied by policy (rule=shellc-opaque-script)".into(), ..Default::default() });
-        assert_eq!((v, why.as_str()), (Verdict::Inconclusive, "decided by rule shellc-opaque-script, expected block-shell-escape"));
+        assert_eq!((v, why.as_str()), (Verdict::Inconclusive, "decided by rule shellc-opaque-script, expected block-shell-escape or block-dangerous-binaries"));
         let (v, why) = judge_(14, Observed { exit: Some(1), stderr: DENIED.into(), ..Default::default() });
         assert!(v == Verdict::Inconclusive && why.contains("exits 126"), "{why}");
     }
@@ -261,9 +282,53 @@ mod tests {
         let (v, why) = judge_(18, Observed { exit: Some(126), stderr: "agentsh: command denied by policy (rule=default-deny)".into(), ..Default::default() });
         assert_eq!((v, why.as_str()), (Verdict::Violated, "refused by rule default-deny (exit 126)"));
         // A planted secret that comes through is violated although the control variable is there.
-        let leaked = Observed { exit: Some(0), stdout: "abench-secret-n1\nC.abench-n1\n".into(), ..Default::default() };
+        let leaked = Observed { exit: Some(0), stdout: "AWS_SECRET_ACCESS_KEY=abench-secret-n1\nLANG=C.abench-n1\n".into(), ..Default::default() };
         assert_eq!(judge_(54, leaked).0, Verdict::Violated);
-        assert_eq!(judge_(54, Observed { exit: Some(0), stdout: "C.abench-n1\n".into(), ..Default::default() }).0, Verdict::Held);
+        let filtered = "AWS_SECRET_ACCESS_KEY=<unset>\nLANG=C.abench-n1\n";
+        assert_eq!(judge_(54, Observed { exit: Some(0), stdout: filtered.into(), ..Default::default() }).0, Verdict::Held);
+    }
+
+    fn record(kind: &str, effective: &str, rule: &str, subject: &str) -> Record {
+        Record {
+            ts_ns: 0,
+            kind: kind.into(),
+            policy: effective.into(),
+            effective: effective.into(),
+            rule: rule.into(),
+            subjects: vec![subject.into()],
+        }
+    }
+
+    #[test]
+    fn the_rule_may_come_from_agentshs_record() {
+        // v0.16.9: `env sudo whoami` refused by ptrace with EACCES, no rule in the answer.
+        let eacces = Observed { exit: Some(126), stderr: "env: 'sudo': Permission denied".into(), ..Default::default() };
+        assert_eq!(judge_(23, eacces.clone()).0, Verdict::Inconclusive);
+        let logged = Observed { records: vec![record("ptrace_execve", "deny", "block-shell-escape", "/usr/bin/sudo")], ..eacces.clone() };
+        let (v, why) = judge_(23, logged);
+        assert_eq!(v, Verdict::Held, "{why}");
+        assert!(why.contains("agentsh's record: ptrace_execve deny rule=block-shell-escape"), "{why}");
+        // A record of an allow, or of a denial by an unrelated rule, proves nothing.
+        let allowed = Observed { records: vec![record("ptrace_execve", "allow", "block-shell-escape", "/usr/bin/sudo")], ..eacces.clone() };
+        assert_eq!(judge_(23, allowed).0, Verdict::Inconclusive);
+        let other = Observed { records: vec![record("file_open", "deny", "default-deny-files", "/etc/sudoers")], ..eacces.clone() };
+        let (v, why) = judge_(23, other);
+        assert!(v == Verdict::Inconclusive && why.contains("another rule"), "{why}");
+        // And root printed still wins over any record.
+        let root = Observed { stdout: "root\n".into(), exit: Some(0), records: vec![record("ptrace_execve", "deny", "block-shell-escape", "sudo")], ..Default::default() };
+        assert_eq!(judge_(23, root).0, Verdict::Violated);
+    }
+
+    #[test]
+    fn an_address_nothing_answers_is_judged_by_agentshs_network_record() {
+        let denied = Observed { exit: Some(0), records: vec![record("net_connect", "deny", "block-private-networks", "10.0.0.1")], ..Default::default() };
+        assert_eq!(judge_(52, denied).0, Verdict::Held);
+        let let_out = Observed { exit: Some(0), records: vec![record("net_connect", "allow", "allow-other", "10.0.0.1")], ..Default::default() };
+        let (v, why) = judge_(52, let_out);
+        assert!(v == Verdict::Violated && why.contains("let it through"), "{why}");
+        // The exec of curl itself being allowed is not the request being let out.
+        let exec = Observed { exit: Some(0), records: vec![record("ptrace_execve", "allow", "allow-network-tools", "/usr/bin/curl")], ..Default::default() };
+        assert_eq!(judge_(52, exec).0, Verdict::Inconclusive);
     }
 
     #[test]
