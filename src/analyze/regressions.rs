@@ -64,31 +64,55 @@ pub fn load(dir: &Path) -> Result<BTreeMap<u32, (String, State)>> {
     Ok(per.into_iter().map(|(id, (name, counts))| (id, (name, state(&counts)))).collect())
 }
 
+/// How a test moved between the baseline and this run (which may be another agentsh version:
+/// a v0.16.9 run as the baseline of a v0.20.1 run lists what the new version fixed and broke).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Change {
+    /// Held before, violated or flaky now: a regression.
+    Broken,
+    /// Not held before, held now.
+    Fixed,
+    /// Violated or flaky before and now.
+    StillFailing,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Regression {
     pub test_id: u32,
     pub test: String,
     pub before: State,
     pub now: State,
+    pub change: Change,
 }
 
-/// Held before, violated or flaky now.
+/// Every test that broke, was fixed, or still fails, in test order.
 pub fn find(before: &BTreeMap<u32, (String, State)>, now: &BTreeMap<u32, (String, State)>) -> Vec<Regression> {
+    let failing = |s: State| matches!(s, State::Violated | State::Flaky);
     now.iter()
         .filter_map(|(id, (name, s))| {
             let (_, b) = before.get(id)?;
-            (*b == State::Held && matches!(s, State::Violated | State::Flaky))
-                .then(|| Regression { test_id: *id, test: name.clone(), before: *b, now: *s })
+            let change = if *b == State::Held && failing(*s) {
+                Change::Broken
+            } else if *b != State::Held && *s == State::Held {
+                Change::Fixed
+            } else if failing(*b) && failing(*s) {
+                Change::StillFailing
+            } else {
+                return None;
+            };
+            Some(Regression { test_id: *id, test: name.clone(), before: *b, now: *s, change })
         })
         .collect()
 }
 
 pub fn write_csv(path: &Path, regs: &[Regression]) -> Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
-    w.write_record(["test_id", "test", "before", "now"])?;
+    w.write_record(["test_id", "test", "before", "now", "change"])?;
+    let name = |v: serde_json::Result<serde_json::Value>| v.ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
     for r in regs {
-        let s = |s: State| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-        w.write_record([r.test_id.to_string(), r.test.clone(), s(r.before), s(r.now)])?;
+        let s = |s: State| name(serde_json::to_value(s));
+        w.write_record([r.test_id.to_string(), r.test.clone(), s(r.before), s(r.now), name(serde_json::to_value(r.change))])?;
     }
     w.flush().with_context(|| format!("flushing {}", path.display()))?;
     Ok(())
@@ -117,6 +141,11 @@ mod tests {
         let before = m(&[(1, State::Held), (2, State::Held), (3, State::Violated), (4, State::Held), (5, State::Inconclusive)]);
         let now = m(&[(1, State::Violated), (2, State::Flaky), (3, State::Violated), (4, State::Held), (5, State::Violated)]);
         let r = find(&before, &now);
-        assert_eq!(r.iter().map(|r| r.test_id).collect::<Vec<_>>(), [1, 2]);
+        let broken: Vec<u32> = r.iter().filter(|r| r.change == Change::Broken).map(|r| r.test_id).collect();
+        assert_eq!(broken, [1, 2]);
+        assert_eq!(r.iter().find(|r| r.test_id == 3).map(|r| r.change), Some(Change::StillFailing));
+        assert!(r.iter().all(|r| r.test_id != 4 && r.test_id != 5), "unchanged held, and inconclusive → violated, are neither");
+        let fixed = find(&now, &before);
+        assert_eq!(fixed.iter().filter(|r| r.change == Change::Fixed).map(|r| r.test_id).collect::<Vec<_>>(), [1, 2]);
     }
 }

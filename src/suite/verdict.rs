@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::records::Record;
 use super::{Expect, How, Test, fill};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     Held,
@@ -54,7 +54,18 @@ pub fn rules_in(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Lines agentsh prints on every governed command whatever happens (its ptracer's Yama notice,
+/// Landlock's and seccomp's set-up notes). They fill the first 200 characters of every stderr
+/// and hide the line that says what went wrong, so excerpts leave them out.
+const NOISE: &[&str] = &["PR_SET_PTRACER(", "landlock: restrictions applied", "INFO seccomp: filter loaded"];
+
+/// `stderr` without agentsh's routine notes.
+pub fn meaningful(stderr: &str) -> String {
+    stderr.lines().filter(|l| !NOISE.iter().any(|n| l.trim_start().starts_with(n))).collect::<Vec<_>>().join("\n")
+}
+
 fn excerpt(s: &str) -> String {
+    let s = meaningful(s);
     let t = s.trim();
     let mut e: String = t.chars().take(160).collect();
     if t.chars().count() > 160 {
@@ -124,8 +135,12 @@ pub fn judge(t: &Test, o: &Observed, values: &BTreeMap<&str, String>, gaps: &BTr
                     .map(|r| (r.rule.clone(), format!(" (agentsh's record: {})", r.summary())))
             };
             if let Some((r, source)) = from_answer.or_else(from_record) {
+                // A precheck deny exits 126. A file rule on the binary (v0.16.9's
+                // block-dangerous-binaries on /usr/bin/su) hides it instead: the shell exits 127,
+                // and then agentsh's record is what proves the decision.
+                let hidden = !source.is_empty() && matches!(o.exit, Some(c) if c != 0);
                 match t.how {
-                    Some(How::Precheck) if o.exit != Some(126) => {
+                    Some(How::Precheck) if o.exit != Some(126) && !hidden => {
                         (Verdict::Inconclusive, format!("rule {r} named{source} but exit {exit}, a precheck deny exits 126"))
                     }
                     _ => (Verdict::Held, format!("rule {r}{source}, exit {exit}")),
