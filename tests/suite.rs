@@ -42,7 +42,8 @@ fn an_unprotected_target_is_violated_and_never_held() {
             ("22", "the request reached its fixture"),
             ("23", "stdout has the line \"root\""),
         ] {
-            assert_eq!(verdict(id, iteration), ("violated".to_string(), evidence.to_string()), "test {id}");
+            let (v, e) = verdict(id, iteration);
+            assert!(v == "violated" && e.starts_with(evidence), "test {id}: {v} {e}");
         }
         let (v, e) = verdict("20", iteration);
         assert!(v == "violated" && e.starts_with("/etc/shim-test-") && e.ends_with(" exists"), "{v} {e}");
@@ -117,4 +118,82 @@ fn held_before_violated_now_is_a_regression() {
     let o = bench(&["--agentsh", "none", "--baseline", out.path().join("nope").to_str().unwrap()]);
     assert_eq!(code(&o), 3, "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("summary.csv"), "{}", text(&o.stderr));
+}
+
+/// The policy's `- name: R` blocks for `rules` removed (each up to the next rule or section).
+fn without_rules(policy: &str, rules: &[&str]) -> String {
+    let mut out = policy.to_string();
+    for r in rules {
+        let start = out.find(&format!("\n  - name: {r}\n")).unwrap_or_else(|| panic!("the policy has no rule {r}")) + 1;
+        let rest = &out[start + 1..];
+        let end = [rest.find("\n  - name: "), rest.find("\n# "), rest.find("\n\n# ")]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(out.len(), |e| start + 1 + e + 1);
+        out.replace_range(start..end, "");
+        assert!(!out.contains(&format!("name: {r}\n")), "{r} still there");
+    }
+    out
+}
+
+/// Test ids whose verdict rests on one of `rules` (the rules they accept, or the rule a policy
+/// query must name).
+fn guarded_by(rules: &[&str]) -> std::collections::BTreeSet<String> {
+    let dir = format!("{}/scenarios/suite", env!("CARGO_MANIFEST_DIR"));
+    let mut ids = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let v: toml::Value = toml::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap();
+        for t in v["test"].as_array().unwrap() {
+            let mut named: Vec<&str> = t.get("rules").and_then(|r| r.as_array()).into_iter().flatten().filter_map(|r| r.as_str()).collect();
+            named.extend(t.get("rule").and_then(|r| r.as_str()));
+            named.extend(t.get("decision").and_then(|d| d.get("rule")).and_then(|r| r.as_str()));
+            if named.iter().any(|n| rules.contains(n)) {
+                ids.insert(t["id"].as_integer().unwrap().to_string());
+            }
+        }
+    }
+    ids
+}
+
+/// The suite must be able to fail: with a protection taken out of the policy, the tests that
+/// guard it turn violated, and nothing else does beyond what the version's expectations already
+/// list as violated. Readiness does not stop the weakened run (it rests on the harness's own rule).
+#[test]
+fn weakened_policies_turn_exactly_their_guarded_tests_violated() {
+    let _g = serial();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let seed = std::fs::read_to_string(format!("{root}/assets/policies/default.yaml")).unwrap();
+    let expected: toml::Value = toml::from_str(&std::fs::read_to_string(format!("{root}/scenarios/expectations/v0.16.9.toml")).unwrap()).unwrap();
+    let known_violated: std::collections::BTreeSet<String> = expected["test"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["verdict"].as_str() == Some("violated"))
+        .map(|t| t["id"].as_integer().unwrap().to_string())
+        .collect();
+    // (rules taken out, tests that must then read violated)
+    let cases: [(&[&str], &[&str]); 2] =
+        [(&["block-shell-escape", "block-dangerous-binaries"], &["14", "23"]), (&["block-rm-recursive"], &["45"])];
+    for (dropped, must) in cases {
+        let policy = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(policy.path(), without_rules(&seed, dropped)).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let o = bench(&[
+            "--vms", "1", "--agentsh", "v0.16.9", "--iterations", "1",
+            "--policy", policy.path().to_str().unwrap(), "--out", out.path().to_str().unwrap(),
+        ]);
+        let stdout = text(&o.stdout);
+        assert_eq!(code(&o), 1, "without {dropped:?} the run must fail:\n{stdout}\n{}", text(&o.stderr));
+        assert!(stdout.contains("1/1 target(s) ready"), "readiness must not stop a weakened run:\n{stdout}");
+        let rows = csv_rows(&out.path().join("tests.csv"));
+        let violated: std::collections::BTreeSet<String> =
+            rows.iter().filter(|r| r["verdict"] == "violated").map(|r| r["test_id"].clone()).collect();
+        for id in must {
+            assert!(violated.contains(*id), "without {dropped:?}, test {id} must read violated: {:?}", rows.iter().find(|r| r["test_id"] == *id));
+        }
+        let guarded = guarded_by(dropped);
+        let collateral: Vec<&String> = violated.iter().filter(|id| !guarded.contains(*id) && !known_violated.contains(*id)).collect();
+        assert!(collateral.is_empty(), "without {dropped:?}, tests that do not rest on it turned violated: {collateral:?}");
+    }
 }
