@@ -250,7 +250,7 @@ async fn run_suite(
     iterations: u32,
     shuffle: Option<u64>,
     gaps: &std::collections::BTreeMap<String, String>,
-    baseline: Option<&std::collections::BTreeMap<u32, (String, crate::analyze::regressions::State)>>,
+    baseline: Option<&std::collections::BTreeMap<crate::suite::run::TestId, (String, crate::analyze::regressions::State)>>,
     run: &str,
 ) -> Result<(u8, bool)> {
     use crate::report::verdicts;

@@ -24,13 +24,57 @@ pub struct Row {
     pub agentsh_version: String,
     pub iteration: u32,
     pub category: String,
-    pub test_id: u32,
+    pub test_id: TestId,
     pub test: String,
     pub verdict: Verdict,
     pub expected: String,
     pub evidence: String,
     pub duration_ms: u64,
     pub detail: String,
+}
+
+/// What a row is about: a suite test by its id, or the target's integrity over the whole run
+/// (written `integrity`; sorted after the tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TestId {
+    Suite(u32),
+    Integrity,
+}
+
+impl TestId {
+    /// The suite test's id; None for the integrity row.
+    pub fn number(self) -> Option<u32> {
+        match self {
+            TestId::Suite(n) => Some(n),
+            TestId::Integrity => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Through the formatter, so `{:>2}` pads as it did for the bare number.
+        match self {
+            TestId::Suite(n) => n.fmt(f),
+            TestId::Integrity => f.pad("integrity"),
+        }
+    }
+}
+
+impl std::str::FromStr for TestId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> std::result::Result<TestId, Self::Err> {
+        if s == "integrity" { Ok(TestId::Integrity) } else { s.parse().map(TestId::Suite) }
+    }
+}
+
+impl serde::Serialize for TestId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            TestId::Suite(n) => s.serialize_u32(*n),
+            TestId::Integrity => s.serialize_str("integrity"),
+        }
+    }
 }
 
 /// What a run of the suite needs to know besides the tests.
@@ -139,7 +183,7 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
                 agentsh_version: version.clone(),
                 iteration: iteration + 1,
                 category: t.category.clone(),
-                test_id: t.id,
+                test_id: TestId::Suite(t.id),
                 test: t.name.clone(),
                 verdict,
                 expected: format!("{:?}", t.expect).to_lowercase(),
