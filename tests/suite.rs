@@ -23,7 +23,7 @@ fn an_unprotected_target_is_violated_and_never_held() {
     assert!(text(&o.stdout).contains("VIOLATED or FLAKY"), "violated tests are listed first");
 
     let rows = csv_rows(&out.path().join("tests.csv"));
-    assert_eq!(rows.len(), 180, "90 tests × 2 iterations");
+    assert_eq!(rows.len(), 181, "90 tests × 2 iterations and the integrity check");
     for r in &rows {
         if r["expected"] == "enforced" {
             assert_ne!(r["verdict"], "held", "an enforced test held without agentsh: {r:?}");
@@ -62,8 +62,13 @@ fn an_unprotected_target_is_violated_and_never_held() {
     let charts: Vec<_> = std::fs::read_dir(out.path().join("charts/suite")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert!(charts.iter().any(|c| c.ends_with(".heatmap.png")) && charts.iter().any(|c| c.ends_with(".heatmap.svg")), "{charts:?}");
 
+    // Without agentsh nothing outside scenarios/integrity.toml changes: the tests clean up.
+    let integrity = rows.iter().find(|r| r["test_id"] == "integrity").unwrap();
+    assert_eq!((integrity["verdict"].as_str(), integrity["iteration"].as_str()), ("held", "2"), "{integrity:?}");
+    assert!(integrity["evidence"].ends_with(" paths unchanged"), "{integrity:?}");
+
     let summary = csv_rows(&out.path().join("summary.csv"));
-    assert_eq!(summary.len(), 90);
+    assert_eq!(summary.len(), 91);
     let s14 = summary.iter().find(|r| r["test_id"] == "14").unwrap();
     assert_eq!((s14["violated"].as_str(), s14["held"].as_str(), s14["flaky"].as_str()), ("2", "0", "false"));
 }

@@ -181,8 +181,13 @@ pub fn workload_plan(w: &WorkloadArgs) -> Result<Option<Plan>> {
 /// (The security suite comes with the suite issue.)
 async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep: bool) -> Result<u8> {
     let plan = workload_plan(w)?;
-    // The suite and its environment file are checked before anything is provisioned.
-    let suite = if w.iterations > 0 { Some(crate::suite::load(&crate::suite::suite_dir())?) } else { None };
+    // The suite, its integrity excludes and its environment file are checked before anything is
+    // provisioned.
+    let suite = if w.iterations > 0 {
+        Some((crate::suite::load(&crate::suite::suite_dir())?, crate::suite::integrity::load(&crate::suite::integrity::default_path())?))
+    } else {
+        None
+    };
     let baseline = match &w.baseline {
         Some(dir) if w.iterations > 0 => Some(crate::analyze::regressions::load(dir).map_err(|e| exit::usage(format!("--baseline: {e:#}")))?),
         Some(_) => return Err(exit::usage("--baseline compares suite verdicts: it needs --iterations of 1 or more")),
@@ -214,7 +219,7 @@ async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep:
         }
     };
     let (suite_code, suite_interrupted) = match &suite {
-        Some(suite) => run_suite(&p, suite, w.iterations, w.shuffle, &gaps, baseline.as_ref(), &run).await?,
+        Some((suite, integrity)) => run_suite(&p, suite, integrity, w, &gaps, baseline.as_ref(), &run).await?,
         None => (exit::OK, false),
     };
     let (code, interrupted) = match &plan {
@@ -241,19 +246,21 @@ async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep:
     Ok(if ready < p.outcomes.len() { exit::INFRA } else { code })
 }
 
-/// Runs the suite `iterations` times on every ready target at once; writes tests.csv (row by row)
+/// Runs the suite `w.iterations` times on every ready target at once, and the integrity check
+/// around it (one `integrity` row per target, tallied like a test); writes tests.csv (row by row)
 /// and summary.csv, also after Ctrl-C. Exit 1 when a test was violated or flaky, 2 when some were
 /// only inconclusive (nothing proven either way), 0 when every verdict held.
 async fn run_suite(
     p: &Provisioned,
     suite: &crate::suite::Suite,
-    iterations: u32,
-    shuffle: Option<u64>,
+    integrity: &crate::suite::integrity::Excludes,
+    w: &WorkloadArgs,
     gaps: &std::collections::BTreeMap<String, String>,
     baseline: Option<&std::collections::BTreeMap<crate::suite::run::TestId, (String, crate::analyze::regressions::State)>>,
     run: &str,
 ) -> Result<(u8, bool)> {
     use crate::report::verdicts;
+    let (iterations, shuffle) = (w.iterations, w.shuffle);
     let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
     let board = Board::new();
     board.println(&format!("suite: {} tests × {iterations} iteration(s) on {} target(s)", suite.tests.len(), ready.len()));
@@ -262,6 +269,7 @@ async fn run_suite(
         iterations,
         shuffle,
         gaps,
+        integrity,
         config_sha: p.config_sha.clone(),
         policy_sha: p.policy_sha.clone(),
         control_dir: &p.control_dir,

@@ -84,6 +84,8 @@ pub struct SuiteRun<'a> {
     /// `--shuffle SEED`: a different, reproducible order per iteration.
     pub shuffle: Option<u64>,
     pub gaps: &'a BTreeMap<String, String>,
+    /// Where a changed path is expected (scenarios/integrity.toml).
+    pub integrity: &'a super::integrity::Excludes,
     pub config_sha: String,
     pub policy_sha: String,
     pub control_dir: &'a std::path::Path,
@@ -101,6 +103,9 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
     let target_dir = cx.out.join("targets").join(name);
     std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
     let mut wedges = 0u32;
+    // The file system before anything runs, to compare with after the last iteration.
+    line.step("integrity: manifest before the suite");
+    let before = super::integrity::take(&observe).await;
     for iteration in 0..cx.iterations {
         let nonce = format!("{:08x}", rand::random::<u32>());
         let mut values: BTreeMap<&str, String> = BTreeMap::new();
@@ -196,6 +201,26 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
             let _ = observe.run(&format!("curl -sS -X DELETE {API}/sessions/{}", shell_quote(&s.id)), TIMEOUT).await;
         }
     }
+    line.step("integrity: manifest after the suite");
+    let started = Instant::now();
+    let (verdict, evidence, detail) = match (before, super::integrity::take(&observe).await) {
+        (Ok(b), Ok(a)) => super::integrity::judge(&b, &a, cx.integrity, &target_dir)?,
+        (Err(e), _) => (Verdict::Inconclusive, format!("no manifest before the suite: {e:#}"), String::new()),
+        (_, Err(e)) => (Verdict::Inconclusive, format!("no manifest after the suite: {e:#}"), String::new()),
+    };
+    on_row(Row {
+        target: name.clone(),
+        agentsh_version: version.clone(),
+        iteration: cx.iterations,
+        category: "integrity".into(),
+        test_id: TestId::Integrity,
+        test: "target file system intact".into(),
+        verdict,
+        expected: "unchanged".into(),
+        evidence,
+        duration_ms: started.elapsed().as_millis() as u64,
+        detail,
+    })?;
     Ok(())
 }
 
