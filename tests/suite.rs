@@ -123,3 +123,65 @@ fn held_before_violated_now_is_a_regression() {
     assert_eq!(code(&o), 3, "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("summary.csv"), "{}", text(&o.stderr));
 }
+
+/// The integrity check's manifest on a real target: between two manifests, a file in /usr/share
+/// changed in place (same size, mtime put back: only its digest tells) and another deleted are
+/// exactly what the diff reports; what tests may write (/tmp, new files in /root) is not.
+#[test]
+fn a_manifest_diff_reports_exactly_the_damaged_paths() {
+    let _g = serial();
+    let out = tempfile::tempdir().unwrap();
+    let o = bench(&["up", "--vms", "1", "--agentsh", "none", "--out", out.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "up failed:\n{}\n{}", text(&o.stdout), text(&o.stderr));
+    let up = parse_up(&text(&o.stdout));
+    let _cleanup = RunGuard(up.run.clone());
+    let (name, config) = &up.targets[0];
+    let config = config.to_str().unwrap();
+    let observe = format!("{name}-observe");
+
+    let o = bench(&["manifest", "-F", config, &observe]);
+    let manifest = text(&o.stdout);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(manifest.lines().count() > 5000, "a whole file system: {} paths", manifest.lines().count());
+    let line = |path: &str| manifest.lines().find(|l| l.starts_with(&format!("{{\"path\":\"{path}\","))).unwrap_or_default();
+    assert!(line("/proc").contains("\"type\":\"m\"") && line("/proc").contains("\"fstype\":\"proc\""), "/proc recorded as a mount: {}", line("/proc"));
+    assert_eq!(manifest.lines().filter(|l| l.starts_with("{\"path\":\"/proc/")).count(), 0, "and not walked");
+    assert!(line("/usr/share/common-licenses/GPL-3").contains("\"sha256\":\""), "GPL-3 hashed");
+    let before = out.path().join("before.jsonl");
+    std::fs::write(&before, &manifest).unwrap();
+
+    let damage = "f=/usr/share/common-licenses/GPL-3; cp -p $f /tmp/orig && printf X | dd of=$f bs=1 seek=100 conv=notrunc status=none \
+                  && touch -r /tmp/orig $f && rm /usr/share/common-licenses/Apache-2.0 && echo x > /root/abench-new-file";
+    let (c, _, err) = ssh(std::path::Path::new(config), &observe, damage);
+    assert_eq!(c, 0, "{err}");
+
+    let o = bench(&["manifest", "-F", config, &observe, "--against", before.to_str().unwrap()]);
+    let stdout = text(&o.stdout);
+    assert_eq!(code(&o), 1, "changes exit 1:\n{stdout}\n{}", text(&o.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines[0], "disappeared /usr/share/common-licenses/Apache-2.0");
+    assert!(lines[1].starts_with("changed /usr/share/common-licenses/GPL-3 (sha256 ") && !lines[1].contains("size") && !lines[1].contains("mtime"), "{}", lines[1]);
+}
+
+#[test]
+fn a_bad_integrity_exclude_is_refused_before_provisioning() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let status = Command::new("cp").arg("-r").arg(&src).arg(dir.path()).status().unwrap();
+    assert!(status.success());
+    let file = dir.path().join("scenarios/integrity.toml");
+    let body = std::fs::read_to_string(&file).unwrap();
+    let line = body.lines().count() + 2;
+    // Excluding all of /etc would hide the very damage the suite checks for.
+    std::fs::write(&file, format!("{body}\n[[exclude]]\nprefix = \"/etc\"\nreason = \"too wide\"\n")).unwrap();
+    let o = Command::new(BIN)
+        .args(["--agentsh", "none"])
+        .env("AGENTSH_BENCH_SCENARIOS", dir.path().join("scenarios"))
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(code(&o), 3, "{err}");
+    assert!(err.contains(&format!("integrity.toml:{line}: exclude \"/etc\"")) && err.contains("covers all of /etc"), "{err}");
+    assert!(!err.contains("run "), "nothing may be provisioned: {err}");
+}

@@ -19,6 +19,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         None => main_job(&cli.targets, &cli.workload, cli.out.as_deref(), cli.keep).await,
         Some(Command::Driver) => unreachable!("the driver runs before the async runtime starts"),
+        Some(Command::Manifest { config, alias, against }) => manifest(config, alias, against.as_deref()).await,
         Some(Command::Compare { base, run, workload }) => compare(&base, &run, workload.as_deref()),
         Some(Command::Up { targets, out }) => up(&targets, out.as_deref()).await,
         Some(Command::Down { run, provider, engine, exe_host, exe_ssh_config }) => {
@@ -497,6 +498,34 @@ fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
     crate::analyze::write_csv(&out, &rows)?;
     println!("written: {}", out.display());
     Ok(exit::OK)
+}
+
+async fn manifest(config_file: std::path::PathBuf, alias: String, against: Option<&Path>) -> Result<u8> {
+    use crate::suite::integrity;
+    // Read before connecting: a bad file is bad usage, not a target's fault.
+    let before = match against {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| exit::usage(format!("{}: {e}", p.display())))?;
+            Some(integrity::parse(&text).map_err(|e| exit::usage(format!("{}: {e:#}", p.display())))?)
+        }
+        None => None,
+    };
+    let excludes = integrity::load(&integrity::default_path())?;
+    let control_dir = crate::paths::runtime_dir().join(format!("manifest-{}", std::process::id()));
+    let dest = crate::control::SshDest { config_file, alias };
+    // In a block of its own: the connection ends before its control directory is removed.
+    let taken = async { integrity::take(&crate::control::Conn::connect(&dest.alias, &dest, &control_dir, 3).await?).await }.await;
+    let _ = std::fs::remove_dir_all(&control_dir);
+    let now = taken?;
+    let Some(before) = before else {
+        print!("{}", now.to_jsonl()?);
+        return Ok(exit::OK);
+    };
+    let changes = integrity::diff(&before, &now, &excludes);
+    for c in &changes {
+        println!("{c}");
+    }
+    Ok(if changes.is_empty() { exit::OK } else { exit::REGRESSION })
 }
 
 async fn ls(provider: &dyn Provider) -> Result<u8> {

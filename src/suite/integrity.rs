@@ -191,6 +191,26 @@ pub fn parse(text: &str) -> Result<Manifest> {
     anyhow::bail!("the manifest stopped after {lines} paths without its end line")
 }
 
+impl Manifest {
+    /// The manifest in the walker's own format, so that [`parse`] reads it back.
+    pub fn to_jsonl(&self) -> Result<String> {
+        let mut out = String::new();
+        for (path, e) in &self.entries {
+            let mut v = serde_json::to_value(e)?;
+            if let Some(o) = v.as_object_mut() {
+                o.retain(|_, x| !x.is_null());
+            }
+            // The path first, as the walker writes it (a manifest is read by people too); the
+            // entry always has its type, so its object is never empty.
+            let fields = serde_json::to_string(&v)?;
+            out.push_str(&format!("{{\"path\":{},{}\n", serde_json::to_string(path)?, fields.strip_prefix('{').unwrap_or(&fields)));
+        }
+        // The end line as the walker writes it, "end" first: that is how parse tells it apart.
+        out.push_str(&format!("{{\"end\":true,\"count\":{},\"seconds\":{}}}\n", self.entries.len(), self.seconds));
+        Ok(out)
+    }
+}
+
 /// Every difference between two manifests, in path order.
 fn changes(before: &Manifest, after: &Manifest) -> Vec<Change> {
     let mut out = Vec::new();
@@ -424,6 +444,8 @@ mod tests {
         assert!(format!("{:#}", parse(&cut).unwrap_err()).contains("without its end line"));
         let wrong = ok.replace("\"count\":2", "\"count\":3");
         assert!(parse(&wrong).is_err());
+        let again = parse(&m.to_jsonl().unwrap()).unwrap();
+        assert_eq!((again.entries, again.seconds), (m.entries, m.seconds), "what to_jsonl writes, parse reads back");
     }
 
     #[test]
