@@ -178,6 +178,18 @@ pub enum Command {
     /// The on-target driver: reads a plan on stdin, streams records on stdout (run by the harness).
     #[command(hide = true)]
     Driver,
+    /// A target's file-system manifest, taken as the suite's integrity check takes it (on the
+    /// host `ssh -F CONFIG ALIAS` reaches: use a target's `-observe` alias): printed as JSON lines,
+    /// or with --against an earlier one, the changes outside scenarios/integrity.toml (exit 1 if
+    /// any). For a target left up, and for the tests.
+    #[command(hide = true)]
+    Manifest {
+        #[arg(short = 'F', value_name = "CONFIG")]
+        config: PathBuf,
+        alias: String,
+        #[arg(long, value_name = "FILE")]
+        against: Option<PathBuf>,
+    },
     /// Benchmarks that print ratios measured side by side in one run.
     Bench {
         #[command(subcommand)]

@@ -23,7 +23,7 @@ fn an_unprotected_target_is_violated_and_never_held() {
     assert!(text(&o.stdout).contains("VIOLATED or FLAKY"), "violated tests are listed first");
 
     let rows = csv_rows(&out.path().join("tests.csv"));
-    assert_eq!(rows.len(), 180, "90 tests × 2 iterations");
+    assert_eq!(rows.len(), 181, "90 tests × 2 iterations and the integrity check");
     for r in &rows {
         if r["expected"] == "enforced" {
             assert_ne!(r["verdict"], "held", "an enforced test held without agentsh: {r:?}");
@@ -63,8 +63,13 @@ fn an_unprotected_target_is_violated_and_never_held() {
     let charts: Vec<_> = std::fs::read_dir(out.path().join("charts/suite")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert!(charts.iter().any(|c| c.ends_with(".heatmap.png")) && charts.iter().any(|c| c.ends_with(".heatmap.svg")), "{charts:?}");
 
+    // Without agentsh nothing outside scenarios/integrity.toml changes: the tests clean up.
+    let integrity = rows.iter().find(|r| r["test_id"] == "integrity").unwrap();
+    assert_eq!((integrity["verdict"].as_str(), integrity["iteration"].as_str()), ("held", "2"), "{integrity:?}");
+    assert!(integrity["evidence"].ends_with(" paths unchanged"), "{integrity:?}");
+
     let summary = csv_rows(&out.path().join("summary.csv"));
-    assert_eq!(summary.len(), 90);
+    assert_eq!(summary.len(), 91);
     let s14 = summary.iter().find(|r| r["test_id"] == "14").unwrap();
     assert_eq!((s14["violated"].as_str(), s14["held"].as_str(), s14["flaky"].as_str()), ("2", "0", "false"));
 }
@@ -196,4 +201,66 @@ fn weakened_policies_turn_exactly_their_guarded_tests_violated() {
         let collateral: Vec<&String> = violated.iter().filter(|id| !guarded.contains(*id) && !known_violated.contains(*id)).collect();
         assert!(collateral.is_empty(), "without {dropped:?}, tests that do not rest on it turned violated: {collateral:?}");
     }
+}
+
+/// The integrity check's manifest on a real target: between two manifests, a file in /usr/share
+/// changed in place (same size, mtime put back: only its digest tells) and another deleted are
+/// exactly what the diff reports; what tests may write (/tmp, new files in /root) is not.
+#[test]
+fn a_manifest_diff_reports_exactly_the_damaged_paths() {
+    let _g = serial();
+    let out = tempfile::tempdir().unwrap();
+    let o = bench(&["up", "--vms", "1", "--agentsh", "none", "--out", out.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "up failed:\n{}\n{}", text(&o.stdout), text(&o.stderr));
+    let up = parse_up(&text(&o.stdout));
+    let _cleanup = RunGuard(up.run.clone());
+    let (name, config) = &up.targets[0];
+    let config = config.to_str().unwrap();
+    let observe = format!("{name}-observe");
+
+    let o = bench(&["manifest", "-F", config, &observe]);
+    let manifest = text(&o.stdout);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(manifest.lines().count() > 5000, "a whole file system: {} paths", manifest.lines().count());
+    let line = |path: &str| manifest.lines().find(|l| l.starts_with(&format!("{{\"path\":\"{path}\","))).unwrap_or_default();
+    assert!(line("/proc").contains("\"type\":\"m\"") && line("/proc").contains("\"fstype\":\"proc\""), "/proc recorded as a mount: {}", line("/proc"));
+    assert_eq!(manifest.lines().filter(|l| l.starts_with("{\"path\":\"/proc/")).count(), 0, "and not walked");
+    assert!(line("/usr/share/common-licenses/GPL-3").contains("\"sha256\":\""), "GPL-3 hashed");
+    let before = out.path().join("before.jsonl");
+    std::fs::write(&before, &manifest).unwrap();
+
+    let damage = "f=/usr/share/common-licenses/GPL-3; cp -p $f /tmp/orig && printf X | dd of=$f bs=1 seek=100 conv=notrunc status=none \
+                  && touch -r /tmp/orig $f && rm /usr/share/common-licenses/Apache-2.0 && echo x > /root/abench-new-file";
+    let (c, _, err) = ssh(std::path::Path::new(config), &observe, damage);
+    assert_eq!(c, 0, "{err}");
+
+    let o = bench(&["manifest", "-F", config, &observe, "--against", before.to_str().unwrap()]);
+    let stdout = text(&o.stdout);
+    assert_eq!(code(&o), 1, "changes exit 1:\n{stdout}\n{}", text(&o.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines[0], "disappeared /usr/share/common-licenses/Apache-2.0");
+    assert!(lines[1].starts_with("changed /usr/share/common-licenses/GPL-3 (sha256 ") && !lines[1].contains("size") && !lines[1].contains("mtime"), "{}", lines[1]);
+}
+
+#[test]
+fn a_bad_integrity_exclude_is_refused_before_provisioning() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let status = Command::new("cp").arg("-r").arg(&src).arg(dir.path()).status().unwrap();
+    assert!(status.success());
+    let file = dir.path().join("scenarios/integrity.toml");
+    let body = std::fs::read_to_string(&file).unwrap();
+    let line = body.lines().count() + 2;
+    // Excluding all of /etc would hide the very damage the suite checks for.
+    std::fs::write(&file, format!("{body}\n[[exclude]]\nprefix = \"/etc\"\nreason = \"too wide\"\n")).unwrap();
+    let o = Command::new(BIN)
+        .args(["--agentsh", "none"])
+        .env("AGENTSH_BENCH_SCENARIOS", dir.path().join("scenarios"))
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(code(&o), 3, "{err}");
+    assert!(err.contains(&format!("integrity.toml:{line}: exclude \"/etc\"")) && err.contains("covers all of /etc"), "{err}");
+    assert!(!err.contains("run "), "nothing may be provisioned: {err}");
 }

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::suite::run::TestId;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
@@ -45,20 +47,22 @@ pub fn state(per_target: &[Counts]) -> State {
 }
 
 /// Reads `<dir>/summary.csv` into (name, state) per test id.
-pub fn load(dir: &Path) -> Result<BTreeMap<u32, (String, State)>> {
+pub fn load(dir: &Path) -> Result<BTreeMap<TestId, (String, State)>> {
     let path = dir.join("summary.csv");
     let mut r = csv::Reader::from_path(&path).with_context(|| format!("reading the baseline {}", path.display()))?;
     let h = r.headers()?.clone();
     let col = |name: &str| h.iter().position(|x| x == name).with_context(|| format!("{}: no column {name}", path.display()));
     let (id, test, held, violated, inconclusive, flaky) =
         (col("test_id")?, col("test")?, col("held")?, col("violated")?, col("inconclusive")?, col("flaky")?);
-    let mut per: BTreeMap<u32, (String, Vec<Counts>)> = BTreeMap::new();
+    let mut per: BTreeMap<TestId, (String, Vec<Counts>)> = BTreeMap::new();
     for (i, rec) in r.records().enumerate() {
         let rec = rec?;
         let num = |c: usize| -> Result<u32> {
             rec.get(c).unwrap_or_default().parse().with_context(|| format!("{}:{}: not a count", path.display(), i + 2))
         };
-        let entry = per.entry(num(id)?).or_insert_with(|| (rec.get(test).unwrap_or_default().to_string(), Vec::new()));
+        // A suite test's number, or `integrity`.
+        let test_id: TestId = rec.get(id).unwrap_or_default().parse().with_context(|| format!("{}:{}: not a test id", path.display(), i + 2))?;
+        let entry = per.entry(test_id).or_insert_with(|| (rec.get(test).unwrap_or_default().to_string(), Vec::new()));
         entry.1.push(Counts { held: num(held)?, violated: num(violated)?, inconclusive: num(inconclusive)?, flaky: rec.get(flaky) == Some("true") });
     }
     Ok(per.into_iter().map(|(id, (name, counts))| (id, (name, state(&counts)))).collect())
@@ -79,7 +83,7 @@ pub enum Change {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Regression {
-    pub test_id: u32,
+    pub test_id: TestId,
     pub test: String,
     pub before: State,
     pub now: State,
@@ -87,7 +91,7 @@ pub struct Regression {
 }
 
 /// Every test that broke, was fixed, or still fails, in test order.
-pub fn find(before: &BTreeMap<u32, (String, State)>, now: &BTreeMap<u32, (String, State)>) -> Vec<Regression> {
+pub fn find(before: &BTreeMap<TestId, (String, State)>, now: &BTreeMap<TestId, (String, State)>) -> Vec<Regression> {
     let failing = |s: State| matches!(s, State::Violated | State::Flaky);
     now.iter()
         .filter_map(|(id, (name, s))| {
@@ -137,15 +141,37 @@ mod tests {
 
     #[test]
     fn held_then_violated_or_flaky_is_a_regression_and_nothing_else_is() {
-        let m = |v: &[(u32, State)]| v.iter().map(|(i, s)| (*i, (format!("t{i}"), *s))).collect::<BTreeMap<_, _>>();
+        let m = |v: &[(u32, State)]| v.iter().map(|(i, s)| (TestId::Suite(*i), (format!("t{i}"), *s))).collect::<BTreeMap<_, _>>();
         let before = m(&[(1, State::Held), (2, State::Held), (3, State::Violated), (4, State::Held), (5, State::Inconclusive)]);
         let now = m(&[(1, State::Violated), (2, State::Flaky), (3, State::Violated), (4, State::Held), (5, State::Violated)]);
         let r = find(&before, &now);
-        let broken: Vec<u32> = r.iter().filter(|r| r.change == Change::Broken).map(|r| r.test_id).collect();
-        assert_eq!(broken, [1, 2]);
-        assert_eq!(r.iter().find(|r| r.test_id == 3).map(|r| r.change), Some(Change::StillFailing));
-        assert!(r.iter().all(|r| r.test_id != 4 && r.test_id != 5), "unchanged held, and inconclusive → violated, are neither");
+        let broken: Vec<TestId> = r.iter().filter(|r| r.change == Change::Broken).map(|r| r.test_id).collect();
+        assert_eq!(broken, [TestId::Suite(1), TestId::Suite(2)]);
+        assert_eq!(r.iter().find(|r| r.test_id == TestId::Suite(3)).map(|r| r.change), Some(Change::StillFailing));
+        assert!(r.iter().all(|r| r.test_id != TestId::Suite(4) && r.test_id != TestId::Suite(5)), "unchanged held, and inconclusive → violated, are neither");
         let fixed = find(&now, &before);
-        assert_eq!(fixed.iter().filter(|r| r.change == Change::Fixed).map(|r| r.test_id).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(fixed.iter().filter(|r| r.change == Change::Fixed).map(|r| r.test_id).collect::<Vec<_>>(), [TestId::Suite(1), TestId::Suite(2)]);
+    }
+
+    #[test]
+    fn an_integrity_row_reads_back_and_can_regress() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("summary.csv"),
+            "test_id,test,target,held,violated,inconclusive,skipped_env,informational,flaky\n\
+             14,shell: sudo blocked,a-0,1,0,0,0,0,false\n\
+             integrity,target file system unchanged,a-0,1,0,0,0,0,false\n",
+        )
+        .unwrap();
+        let before = load(dir.path()).unwrap();
+        assert_eq!(before[&TestId::Integrity].1, State::Held);
+        let now: BTreeMap<_, _> = [(TestId::Integrity, ("integrity".to_string(), State::Violated))].into();
+        let r = find(&before, &now);
+        assert_eq!(r.len(), 1);
+        let out = dir.path().join("regressions.csv");
+        write_csv(&out, &r).unwrap();
+        assert!(std::fs::read_to_string(&out).unwrap().contains("\nintegrity,integrity,held,violated,broken\n"));
+        std::fs::write(dir.path().join("summary.csv"), "test_id,test,target,held,violated,inconclusive,skipped_env,informational,flaky\nx,t,a,1,0,0,0,0,false\n").unwrap();
+        assert!(format!("{:#}", load(dir.path()).unwrap_err()).contains("summary.csv:2: not a test id"));
     }
 }

@@ -19,6 +19,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         None => main_job(&cli.targets, &cli.workload, cli.out.as_deref(), cli.keep).await,
         Some(Command::Driver) => unreachable!("the driver runs before the async runtime starts"),
+        Some(Command::Manifest { config, alias, against }) => manifest(config, alias, against.as_deref()).await,
         Some(Command::Compare { base, run, workload }) => compare(&base, &run, workload.as_deref()),
         Some(Command::Up { targets, out }) => up(&targets, out.as_deref()).await,
         Some(Command::Down { run, provider, engine, exe_host, exe_ssh_config }) => {
@@ -184,8 +185,13 @@ pub fn workload_plan(w: &WorkloadArgs) -> Result<Option<Plan>> {
 /// (The security suite comes with the suite issue.)
 async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep: bool) -> Result<u8> {
     let plan = workload_plan(w)?;
-    // The suite and its environment file are checked before anything is provisioned.
-    let suite = if w.iterations > 0 { Some(crate::suite::load(&crate::suite::suite_dir())?) } else { None };
+    // The suite, its integrity excludes and its environment file are checked before anything is
+    // provisioned.
+    let suite = if w.iterations > 0 {
+        Some((crate::suite::load(&crate::suite::suite_dir())?, crate::suite::integrity::load(&crate::suite::integrity::default_path())?))
+    } else {
+        None
+    };
     let baseline = match &w.baseline {
         Some(dir) if w.iterations > 0 => Some(crate::analyze::regressions::load(dir).map_err(|e| exit::usage(format!("--baseline: {e:#}")))?),
         Some(_) => return Err(exit::usage("--baseline compares suite verdicts: it needs --iterations of 1 or more")),
@@ -217,7 +223,7 @@ async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep:
         }
     };
     let (suite_code, suite_interrupted) = match &suite {
-        Some(suite) => run_suite(&p, suite, w.iterations, w.shuffle, &gaps, baseline.as_ref(), &run).await?,
+        Some((suite, integrity)) => run_suite(&p, suite, integrity, w, &gaps, baseline.as_ref(), &run).await?,
         None => (exit::OK, false),
     };
     let (code, interrupted) = match &plan {
@@ -259,7 +265,7 @@ fn report_expectations(suite: &crate::suite::Suite, rows: &[crate::suite::run::R
             println!("expectations: none recorded for agentsh {v} (scenarios/expectations/v{v}.toml)");
             continue;
         };
-        let got: Vec<_> = rows.iter().filter(|r| r.agentsh_version == v).map(|r| (r.test_id, r.verdict)).collect();
+        let got: Vec<_> = rows.iter().filter(|r| r.agentsh_version == v).filter_map(|r| Some((r.test_id.number()?, r.verdict))).collect();
         let diffs = expectations::compare(&expected, &got);
         if diffs.is_empty() {
             println!("expectations: agentsh {v} gave the verdicts recorded for it ({} not held, each with its reason)", expected.len());
@@ -274,19 +280,21 @@ fn report_expectations(suite: &crate::suite::Suite, rows: &[crate::suite::run::R
     expectations::write_csv(&out.join("expectations.csv"), &all)
 }
 
-/// Runs the suite `iterations` times on every ready target at once; writes tests.csv (row by row)
+/// Runs the suite `w.iterations` times on every ready target at once, and the integrity check
+/// around it (one `integrity` row per target, tallied like a test); writes tests.csv (row by row)
 /// and summary.csv, also after Ctrl-C. Exit 1 when a test was violated or flaky, 2 when some were
 /// only inconclusive (nothing proven either way), 0 when every verdict held.
 async fn run_suite(
     p: &Provisioned,
     suite: &crate::suite::Suite,
-    iterations: u32,
-    shuffle: Option<u64>,
+    integrity: &crate::suite::integrity::Excludes,
+    w: &WorkloadArgs,
     gaps: &std::collections::BTreeMap<String, String>,
-    baseline: Option<&std::collections::BTreeMap<u32, (String, crate::analyze::regressions::State)>>,
+    baseline: Option<&std::collections::BTreeMap<crate::suite::run::TestId, (String, crate::analyze::regressions::State)>>,
     run: &str,
 ) -> Result<(u8, bool)> {
     use crate::report::verdicts;
+    let (iterations, shuffle) = (w.iterations, w.shuffle);
     let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
     let board = Board::new();
     board.println(&format!("suite: {} tests × {iterations} iteration(s) on {} target(s)", suite.tests.len(), ready.len()));
@@ -295,6 +303,7 @@ async fn run_suite(
         iterations,
         shuffle,
         gaps,
+        integrity,
         config_sha: p.config_sha.clone(),
         policy_sha: p.policy_sha.clone(),
         events_db: p.events_db.clone(),
@@ -529,6 +538,34 @@ fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
     crate::analyze::write_csv(&out, &rows)?;
     println!("written: {}", out.display());
     Ok(exit::OK)
+}
+
+async fn manifest(config_file: std::path::PathBuf, alias: String, against: Option<&Path>) -> Result<u8> {
+    use crate::suite::integrity;
+    // Read before connecting: a bad file is bad usage, not a target's fault.
+    let before = match against {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| exit::usage(format!("{}: {e}", p.display())))?;
+            Some(integrity::parse(&text).map_err(|e| exit::usage(format!("{}: {e:#}", p.display())))?)
+        }
+        None => None,
+    };
+    let excludes = integrity::load(&integrity::default_path())?;
+    let control_dir = crate::paths::runtime_dir().join(format!("manifest-{}", std::process::id()));
+    let dest = crate::control::SshDest { config_file, alias };
+    // In a block of its own: the connection ends before its control directory is removed.
+    let taken = async { integrity::take(&crate::control::Conn::connect(&dest.alias, &dest, &control_dir, 3).await?).await }.await;
+    let _ = std::fs::remove_dir_all(&control_dir);
+    let now = taken?;
+    let Some(before) = before else {
+        print!("{}", now.to_jsonl()?);
+        return Ok(exit::OK);
+    };
+    let changes = integrity::diff(&before, &now, &excludes);
+    for c in &changes {
+        println!("{c}");
+    }
+    Ok(if changes.is_empty() { exit::OK } else { exit::REGRESSION })
 }
 
 async fn ls(provider: &dyn Provider) -> Result<u8> {

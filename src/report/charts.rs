@@ -159,7 +159,9 @@ pub fn heatmap(rows: &[crate::suite::run::Row], dir: &Path) -> Result<Vec<PathBu
     register_font();
     std::fs::create_dir_all(dir)?;
     let mut by_target: BTreeMap<&str, Vec<&crate::suite::run::Row>> = BTreeMap::new();
-    for r in rows {
+    // Tests only: the integrity row spans the whole run, not one iteration (it is in tests.csv
+    // and summary.csv).
+    for r in rows.iter().filter(|r| r.test_id.number().is_some()) {
         by_target.entry(r.target.as_str()).or_default().push(r);
     }
     let colour = |v: Verdict| match v {
@@ -172,7 +174,7 @@ pub fn heatmap(rows: &[crate::suite::run::Row], dir: &Path) -> Result<Vec<PathBu
     let mut written = Vec::new();
     for (target, rs) in by_target {
         let iterations = rs.iter().map(|r| r.iteration).max().unwrap_or(1);
-        let max_id = rs.iter().map(|r| r.test_id).max().unwrap_or(1);
+        let max_id = rs.iter().filter_map(|r| r.test_id.number()).max().unwrap_or(1);
         let png = dir.join(format!("{target}.heatmap.png"));
         let svg = dir.join(format!("{target}.heatmap.svg"));
         draw_heatmap(BitMapBackend::new(&png, (900, 1400)).into_drawing_area(), target, &rs, iterations, max_id, &colour)?;
@@ -212,8 +214,8 @@ fn draw_heatmap<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
     chart
-        .draw_series(rows.iter().map(|r| {
-            let (x, y) = (f64::from(r.iteration), f64::from(r.test_id));
+        .draw_series(rows.iter().filter_map(|r| Some((r, r.test_id.number()?))).map(|(r, id)| {
+            let (x, y) = (f64::from(r.iteration), f64::from(id));
             Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], colour(r.verdict).filled())
         }))
         .map_err(err)?;
@@ -245,7 +247,7 @@ mod tests {
                     agentsh_version: "none".into(),
                     iteration: it,
                     category: "c".into(),
-                    test_id: id,
+                    test_id: crate::suite::run::TestId::Suite(id),
                     test: format!("t{id}"),
                     verdict: if id == 14 && it == 2 { Verdict::Violated } else { Verdict::Held },
                     expected: "enforced".into(),

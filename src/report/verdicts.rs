@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::suite::run::Row;
+use crate::suite::run::{Row, TestId};
 use crate::suite::verdict::Verdict;
 
 pub struct TestsCsv {
@@ -76,8 +76,8 @@ impl Tally {
     }
 }
 
-pub fn tally(rows: &[Row]) -> BTreeMap<(u32, String), Tally> {
-    let mut m: BTreeMap<(u32, String), Tally> = BTreeMap::new();
+pub fn tally(rows: &[Row]) -> BTreeMap<(TestId, String), Tally> {
+    let mut m: BTreeMap<(TestId, String), Tally> = BTreeMap::new();
     for r in rows {
         let t = m.entry((r.test_id, r.target.clone())).or_default();
         t.name = r.test.clone();
@@ -87,9 +87,9 @@ pub fn tally(rows: &[Row]) -> BTreeMap<(u32, String), Tally> {
 }
 
 /// Per test, the counts of every target, for [`crate::analyze::regressions::state`].
-pub fn states(tallies: &BTreeMap<(u32, String), Tally>) -> BTreeMap<u32, (String, crate::analyze::regressions::State)> {
+pub fn states(tallies: &BTreeMap<(TestId, String), Tally>) -> BTreeMap<TestId, (String, crate::analyze::regressions::State)> {
     use crate::analyze::regressions::{Counts, state};
-    let mut per: BTreeMap<u32, (String, Vec<Counts>)> = BTreeMap::new();
+    let mut per: BTreeMap<TestId, (String, Vec<Counts>)> = BTreeMap::new();
     for ((id, _), t) in tallies {
         let e = per.entry(*id).or_insert_with(|| (t.name.clone(), Vec::new()));
         e.1.push(Counts { held: t.n("held"), violated: t.n("violated"), inconclusive: t.n("inconclusive"), flaky: t.flaky() });
@@ -97,7 +97,7 @@ pub fn states(tallies: &BTreeMap<(u32, String), Tally>) -> BTreeMap<u32, (String
     per.into_iter().map(|(id, (name, c))| (id, (name, state(&c)))).collect()
 }
 
-pub fn write_summary(path: &Path, tallies: &BTreeMap<(u32, String), Tally>) -> Result<()> {
+pub fn write_summary(path: &Path, tallies: &BTreeMap<(TestId, String), Tally>) -> Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     w.write_record(["test_id", "test", "target", "held", "violated", "inconclusive", "skipped_env", "informational", "flaky"])?;
     for ((id, target), t) in tallies {
@@ -119,7 +119,7 @@ pub fn write_summary(path: &Path, tallies: &BTreeMap<(u32, String), Tally>) -> R
 
 /// Violated and flaky first, then counts; returns how many test × target pairs were violated or
 /// flaky, and how many only inconclusive.
-pub fn print_summary(tallies: &BTreeMap<(u32, String), Tally>) -> (usize, usize) {
+pub fn print_summary(tallies: &BTreeMap<(TestId, String), Tally>) -> (usize, usize) {
     let bad: Vec<_> = tallies.iter().filter(|(_, t)| t.n("violated") > 0 || t.flaky()).collect();
     let unsure = tallies.values().filter(|t| t.n("inconclusive") > 0 && t.n("violated") == 0 && !t.flaky()).count();
     if !bad.is_empty() {
@@ -150,7 +150,7 @@ pub fn print_summary(tallies: &BTreeMap<(u32, String), Tally>) -> (usize, usize)
 mod tests {
     use super::*;
 
-    fn row(id: u32, target: &str, v: Verdict) -> Row {
+    fn row(id: TestId, target: &str, v: Verdict) -> Row {
         Row {
             target: target.into(),
             agentsh_version: "none".into(),
@@ -169,13 +169,25 @@ mod tests {
 
     #[test]
     fn mixed_held_and_violated_is_flaky() {
-        let rows = [row(1, "a", Verdict::Held), row(1, "a", Verdict::Violated), row(2, "a", Verdict::Held), row(2, "a", Verdict::Held)];
+        let (one, two) = (TestId::Suite(1), TestId::Suite(2));
+        let rows = [row(one, "a", Verdict::Held), row(one, "a", Verdict::Violated), row(two, "a", Verdict::Held), row(two, "a", Verdict::Held)];
         let t = tally(&rows);
-        assert!(t[&(1, "a".into())].flaky());
-        assert!(!t[&(2, "a".into())].flaky());
+        assert!(t[&(one, "a".into())].flaky());
+        assert!(!t[&(two, "a".into())].flaky());
         let dir = tempfile::tempdir().unwrap();
         write_summary(&dir.path().join("s.csv"), &t).unwrap();
         let s = std::fs::read_to_string(dir.path().join("s.csv")).unwrap();
         assert!(s.contains("1,t1,a,1,1,0,0,0,true"), "{s}");
+    }
+
+    #[test]
+    fn a_violated_integrity_row_counts_like_a_violated_test() {
+        let rows = [row(TestId::Suite(1), "a", Verdict::Held), row(TestId::Integrity, "a", Verdict::Violated)];
+        let t = tally(&rows);
+        assert_eq!(print_summary(&t), (1, 0), "one bad pair: the run exits 1");
+        let dir = tempfile::tempdir().unwrap();
+        write_summary(&dir.path().join("s.csv"), &t).unwrap();
+        let s = std::fs::read_to_string(dir.path().join("s.csv")).unwrap();
+        assert!(s.ends_with("1,t1,a,1,0,0,0,0,false\nintegrity,tintegrity,a,0,1,0,0,0,false\n"), "{s}");
     }
 }

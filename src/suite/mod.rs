@@ -1,9 +1,11 @@
 //! The security suite as data: `scenarios/suite/*.toml` (one file per category), validated on
 //! load with errors that name the file and line; the rule that turns what a test observed into a
-//! verdict ([`verdict`]); running it on targets ([`run`]).
+//! verdict ([`verdict`]); running it on targets ([`run`]); the targets' file systems before and
+//! after ([`integrity`]).
 
 pub mod expectations;
 pub mod records;
+pub mod integrity;
 pub mod run;
 pub mod verdict;
 

@@ -24,7 +24,7 @@ pub struct Row {
     pub agentsh_version: String,
     pub iteration: u32,
     pub category: String,
-    pub test_id: u32,
+    pub test_id: TestId,
     pub test: String,
     pub verdict: Verdict,
     pub expected: String,
@@ -35,6 +35,50 @@ pub struct Row {
     pub record: String,
 }
 
+/// What a row is about: a suite test by its id, or the target's integrity over the whole run
+/// (written `integrity`; sorted after the tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TestId {
+    Suite(u32),
+    Integrity,
+}
+
+impl TestId {
+    /// The suite test's id; None for the integrity row.
+    pub fn number(self) -> Option<u32> {
+        match self {
+            TestId::Suite(n) => Some(n),
+            TestId::Integrity => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Through the formatter, so `{:>2}` pads as it did for the bare number.
+        match self {
+            TestId::Suite(n) => n.fmt(f),
+            TestId::Integrity => f.pad("integrity"),
+        }
+    }
+}
+
+impl std::str::FromStr for TestId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> std::result::Result<TestId, Self::Err> {
+        if s == "integrity" { Ok(TestId::Integrity) } else { s.parse().map(TestId::Suite) }
+    }
+}
+
+impl serde::Serialize for TestId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            TestId::Suite(n) => s.serialize_u32(*n),
+            TestId::Integrity => s.serialize_str("integrity"),
+        }
+    }
+}
+
 /// What a run of the suite needs to know besides the tests.
 pub struct SuiteRun<'a> {
     pub suite: &'a Suite,
@@ -42,6 +86,8 @@ pub struct SuiteRun<'a> {
     /// `--shuffle SEED`: a different, reproducible order per iteration.
     pub shuffle: Option<u64>,
     pub gaps: &'a BTreeMap<String, String>,
+    /// Where a changed path is expected (scenarios/integrity.toml).
+    pub integrity: &'a super::integrity::Excludes,
     pub config_sha: String,
     pub policy_sha: String,
     /// agentsh's event store on the targets, read for its record of each decision.
@@ -64,6 +110,9 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
     // Events are stamped with the target's clock; a VM's may differ from ours.
     let offset_ns = if ready.agentsh_version.is_some() { super::records::clock_offset_ns(&observe).await? } else { 0 };
     let rec = Records { db: &cx.events_db, offset_ns, enabled: ready.agentsh_version.is_some() };
+    // The file system before anything runs, to compare with after the last iteration.
+    line.step("integrity: manifest before the suite");
+    let before = super::integrity::take(&observe).await;
     for iteration in 0..cx.iterations {
         let nonce = format!("{:08x}", rand::random::<u32>());
         let mut values: BTreeMap<&str, String> = BTreeMap::new();
@@ -146,7 +195,7 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
                 agentsh_version: version.clone(),
                 iteration: iteration + 1,
                 category: t.category.clone(),
-                test_id: t.id,
+                test_id: TestId::Suite(t.id),
                 test: t.name.clone(),
                 verdict,
                 expected: format!("{:?}", t.expect).to_lowercase(),
@@ -160,6 +209,27 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
             let _ = observe.run(&format!("curl -sS -X DELETE {API}/sessions/{}", shell_quote(&s.id)), TIMEOUT).await;
         }
     }
+    line.step("integrity: manifest after the suite");
+    let started = Instant::now();
+    let (verdict, evidence, detail) = match (before, super::integrity::take(&observe).await) {
+        (Ok(b), Ok(a)) => super::integrity::judge(&b, &a, cx.integrity, &target_dir)?,
+        (Err(e), _) => (Verdict::Inconclusive, format!("no manifest before the suite: {e:#}"), String::new()),
+        (_, Err(e)) => (Verdict::Inconclusive, format!("no manifest after the suite: {e:#}"), String::new()),
+    };
+    on_row(Row {
+        target: name.clone(),
+        agentsh_version: version.clone(),
+        iteration: cx.iterations,
+        category: "integrity".into(),
+        test_id: TestId::Integrity,
+        test: "target file system intact".into(),
+        verdict,
+        expected: "unchanged".into(),
+        evidence,
+        duration_ms: started.elapsed().as_millis() as u64,
+        detail,
+        record: String::new(),
+    })?;
     Ok(())
 }
 
