@@ -304,7 +304,24 @@ fn record_note(t: &Test, o: &Observed) -> String {
     best.map(|r| r.summary()).unwrap_or_default()
 }
 
+/// Runs one test, then its cleanup whatever happened: a test that fails half-way (no session, a
+/// transport error) must not leave its planted secret or script on the target.
 async fn execute(
+    t: &Test,
+    shim: &Conn,
+    observe: &Conn,
+    session: std::result::Result<&Session, &String>,
+    values: &BTreeMap<&str, String>,
+    rec: &Records<'_>,
+) -> Result<Observed> {
+    let result = execute_test(t, shim, observe, session, values, rec).await;
+    for s in &t.cleanup {
+        let _ = observe.run(&fill(s, values), TIMEOUT).await;
+    }
+    result
+}
+
+async fn execute_test(
     t: &Test,
     shim: &Conn,
     observe: &Conn,
@@ -355,9 +372,6 @@ async fn execute(
     }
     if rec.enabled && wants_records(t, &o) {
         o.records = decisions_for(t, observe, rec, since_ns, values).await?;
-    }
-    for s in &t.cleanup {
-        let _ = observe.run(&f(s), TIMEOUT).await;
     }
     Ok(o)
 }
