@@ -114,10 +114,10 @@ fn held_before_violated_now_is_a_regression() {
     ]);
     let stdout = text(&o.stdout);
     assert_eq!(code(&o), 1, "{stdout}");
-    assert!(stdout.starts_with("REGRESSIONS against the baseline (1):"), "regressions come first:\n{stdout}");
+    assert!(stdout.starts_with("REGRESSIONS against the baseline (held there) (1):"), "regressions come first:\n{stdout}");
     let regs = csv_rows(&out.path().join("regressions.csv"));
     assert_eq!(regs.len(), 1);
-    assert_eq!((regs[0]["test_id"].as_str(), regs[0]["before"].as_str(), regs[0]["now"].as_str()), ("14", "held", "violated"));
+    assert_eq!((regs[0]["test_id"].as_str(), regs[0]["before"].as_str(), regs[0]["now"].as_str(), regs[0]["change"].as_str()), ("14", "held", "violated", "broken"));
 
     // A baseline without a summary is refused before anything is provisioned.
     let o = bench(&["--agentsh", "none", "--baseline", out.path().join("nope").to_str().unwrap()]);
@@ -148,7 +148,11 @@ fn guarded_by(rules: &[&str]) -> std::collections::BTreeSet<String> {
     let dir = format!("{}/scenarios/suite", env!("CARGO_MANIFEST_DIR"));
     let mut ids = std::collections::BTreeSet::new();
     for e in std::fs::read_dir(dir).unwrap() {
-        let v: toml::Value = toml::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap();
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let v: toml::Value = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         for t in v["test"].as_array().unwrap() {
             let mut named: Vec<&str> = t.get("rules").and_then(|r| r.as_array()).into_iter().flatten().filter_map(|r| r.as_str()).collect();
             named.extend(t.get("rule").and_then(|r| r.as_str()));
@@ -161,14 +165,19 @@ fn guarded_by(rules: &[&str]) -> std::collections::BTreeSet<String> {
     ids
 }
 
-/// The suite must be able to fail: with a protection taken out of the policy, the tests that
-/// guard it turn violated, and nothing else does beyond what the version's expectations already
-/// list as violated. Readiness does not stop the weakened run (it rests on the harness's own rule).
+/// The suite must be able to fail: with a protection taken out of the policy (or the config),
+/// the tests that guard it turn violated, and nothing else does beyond what the version's
+/// expectations already list as violated. Readiness does not stop a weakened run (it rests on the
+/// harness's own rule). Two weakenings that leave an effect to see: taking out the rule that stops
+/// `kill`, and making /etc writable (a policy rule and Landlock both). Taking out the sudo rules
+/// or block-rm-recursive shows nothing: the file rules still refuse /etc/sudoers and `stat /`,
+/// so sudo and rm -rf fail anyway (defence in depth, seen on v0.16.9).
 #[test]
 fn weakened_policies_turn_exactly_their_guarded_tests_violated() {
     let _g = serial();
     let root = env!("CARGO_MANIFEST_DIR");
     let seed = std::fs::read_to_string(format!("{root}/assets/policies/default.yaml")).unwrap();
+    let config = std::fs::read_to_string(format!("{root}/assets/config.yaml")).unwrap();
     let expected: toml::Value = toml::from_str(&std::fs::read_to_string(format!("{root}/scenarios/expectations/v0.16.9.toml")).unwrap()).unwrap();
     let known_violated: std::collections::BTreeSet<String> = expected["test"]
         .as_array()
@@ -177,29 +186,43 @@ fn weakened_policies_turn_exactly_their_guarded_tests_violated() {
         .filter(|t| t["verdict"].as_str() == Some("violated"))
         .map(|t| t["id"].as_integer().unwrap().to_string())
         .collect();
-    // (rules taken out, tests that must then read violated)
-    let cases: [(&[&str], &[&str]); 2] =
-        [(&["block-shell-escape", "block-dangerous-binaries"], &["14", "23"]), (&["block-rm-recursive"], &["45"])];
-    for (dropped, must) in cases {
+    let etc_writable_policy = seed.replacen(
+        "file_rules:\n",
+        "file_rules:\n  - name: weakened-etc-writable\n    paths: [\"/etc\", \"/etc/**\"]\n    operations: [\"*\"]\n    decision: allow\n",
+        1,
+    );
+    assert_ne!(etc_writable_policy, seed);
+    let etc_writable_config = config.replacen("  allow_write:\n", "  allow_write:\n    - /etc\n", 1);
+    assert_ne!(etc_writable_config, config);
+    // (what, policy, config, tests that must read violated, the rules whose tests may change)
+    let cases = [
+        ("without block-system-commands", without_rules(&seed, &["block-system-commands"]), config.clone(), vec!["17"], vec!["block-system-commands"]),
+        ("with /etc writable", etc_writable_policy, etc_writable_config, vec!["20"], vec!["default-deny-files"]),
+    ];
+    for (what, policy_text, config_text, must, rules) in cases {
         let policy = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(policy.path(), without_rules(&seed, dropped)).unwrap();
+        std::fs::write(policy.path(), policy_text).unwrap();
+        let config = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(config.path(), config_text).unwrap();
         let out = tempfile::tempdir().unwrap();
         let o = bench(&[
             "--vms", "1", "--agentsh", "v0.16.9", "--iterations", "1",
-            "--policy", policy.path().to_str().unwrap(), "--out", out.path().to_str().unwrap(),
+            "--policy", policy.path().to_str().unwrap(), "--config", config.path().to_str().unwrap(),
+            "--out", out.path().to_str().unwrap(),
         ]);
         let stdout = text(&o.stdout);
-        assert_eq!(code(&o), 1, "without {dropped:?} the run must fail:\n{stdout}\n{}", text(&o.stderr));
+        assert_eq!(code(&o), 1, "{what}, the run must fail:\n{stdout}\n{}", text(&o.stderr));
         assert!(stdout.contains("1/1 target(s) ready"), "readiness must not stop a weakened run:\n{stdout}");
         let rows = csv_rows(&out.path().join("tests.csv"));
         let violated: std::collections::BTreeSet<String> =
             rows.iter().filter(|r| r["verdict"] == "violated").map(|r| r["test_id"].clone()).collect();
-        for id in must {
-            assert!(violated.contains(*id), "without {dropped:?}, test {id} must read violated: {:?}", rows.iter().find(|r| r["test_id"] == *id));
+        for id in &must {
+            assert!(violated.contains(*id), "{what}, test {id} must read violated: {:?}", rows.iter().find(|r| r["test_id"] == *id));
         }
-        let guarded = guarded_by(dropped);
-        let collateral: Vec<&String> = violated.iter().filter(|id| !guarded.contains(*id) && !known_violated.contains(*id)).collect();
-        assert!(collateral.is_empty(), "without {dropped:?}, tests that do not rest on it turned violated: {collateral:?}");
+        let guarded = guarded_by(&rules);
+        let collateral: Vec<&String> =
+            violated.iter().filter(|id| !guarded.contains(*id) && !known_violated.contains(*id) && *id != "integrity").collect();
+        assert!(collateral.is_empty(), "{what}, tests that do not rest on it turned violated: {collateral:?}");
     }
 }
 
