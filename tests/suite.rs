@@ -76,17 +76,14 @@ fn an_unprotected_target_is_violated_and_never_held() {
 
 #[test]
 fn a_broken_suite_record_is_refused_before_provisioning() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let status = Command::new("cp").arg("-r").arg(&src).arg(dir.path()).status().unwrap();
-    assert!(status.success());
-    let file = dir.path().join("scenarios/suite/04-shim-enforcement.toml");
+    let (_dir, scenarios) = scenarios_copy();
+    let file = scenarios.join("suite/04-shim-enforcement.toml");
     let record = std::fs::read_to_string(&file).unwrap();
     // Test 14 without its violation condition could never fail.
     std::fs::write(&file, record.replacen("violated = { stdout_line = \"root\" }\n", "", 1)).unwrap();
     let o = Command::new(BIN)
         .args(["--agentsh", "none"])
-        .env("AGENTSH_BENCH_SCENARIOS", dir.path().join("scenarios"))
+        .env("AGENTSH_BENCH_SCENARIOS", &scenarios)
         .output()
         .unwrap();
     let err = text(&o.stderr);
@@ -268,22 +265,64 @@ fn a_manifest_diff_reports_exactly_the_damaged_paths() {
 
 #[test]
 fn a_bad_integrity_exclude_is_refused_before_provisioning() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let status = Command::new("cp").arg("-r").arg(&src).arg(dir.path()).status().unwrap();
-    assert!(status.success());
-    let file = dir.path().join("scenarios/integrity.toml");
+    let (_dir, scenarios) = scenarios_copy();
+    let file = scenarios.join("integrity.toml");
     let body = std::fs::read_to_string(&file).unwrap();
     let line = body.lines().count() + 2;
     // Excluding all of /etc would hide the very damage the suite checks for.
     std::fs::write(&file, format!("{body}\n[[exclude]]\nprefix = \"/etc\"\nreason = \"too wide\"\n")).unwrap();
     let o = Command::new(BIN)
         .args(["--agentsh", "none"])
-        .env("AGENTSH_BENCH_SCENARIOS", dir.path().join("scenarios"))
+        .env("AGENTSH_BENCH_SCENARIOS", &scenarios)
         .output()
         .unwrap();
     let err = text(&o.stderr);
     assert_eq!(code(&o), 3, "{err}");
     assert!(err.contains(&format!("integrity.toml:{line}: exclude \"/etc\"")) && err.contains("covers all of /etc"), "{err}");
     assert!(!err.contains("run "), "nothing may be provisioned: {err}");
+}
+
+/// A target lost in the middle of the suite: its rows say so, and the other target's rows are
+/// complete.
+#[test]
+fn a_target_lost_mid_suite_has_rows_that_say_so_and_the_other_is_complete() {
+    let _g = serial();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_path_buf();
+    let child = std::process::Command::new(BIN)
+        .args(["--vms", "2", "--agentsh", "none", "--iterations", "3", "--out", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the second target has finished some tests, then remove its container.
+    let csv = dir.join("tests.csv");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let victim = loop {
+        assert!(std::time::Instant::now() < deadline, "the suite never started");
+        if csv.exists() {
+            let rows = csv_rows(&csv);
+            if let Some(r) = rows.iter().find(|r| r["target"].ends_with("-1")) {
+                if rows.iter().filter(|x| x["target"] == r["target"]).count() >= 10 {
+                    break r["target"].clone();
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let rm = std::process::Command::new("podman").args(["rm", "-f", "-t", "0", &victim]).output().unwrap();
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+    let o = child.wait_with_output().unwrap();
+    let stdout = text(&o.stdout);
+    assert!(matches!(code(&o), 1 | 2), "{stdout}\n{}", text(&o.stderr));
+    let rows = csv_rows(&csv);
+    let survivor: Vec<_> = rows.iter().filter(|r| r["target"] != victim).collect();
+    assert_eq!(survivor.len(), 90 * 3 + 1, "the other target's rows are complete");
+    let lost: Vec<_> = rows.iter().filter(|r| r["target"] == victim).collect();
+    assert!(!lost.is_empty());
+    // Every test after the loss is there, inconclusive, saying the transport failed.
+    let last = lost.last().unwrap();
+    assert_eq!(last["verdict"], "inconclusive", "{last:?}");
+    let after: Vec<_> = lost.iter().filter(|r| r["verdict"] == "inconclusive" && r["evidence"].contains(&victim)).collect();
+    assert!(!after.is_empty(), "rows after the loss name the target and its failure: {:?}", lost.iter().rev().take(3).collect::<Vec<_>>());
 }

@@ -139,7 +139,7 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
                         let why = session.as_ref().err().map_or(String::new(), |e| format!(": {e}"));
                         Err(anyhow::anyhow!("{{{p}}} is unknown without an agentsh session{why}"))
                     } else {
-                        execute(t, &shim, &observe, session.as_ref(), &values, &rec).await
+                        execute(t, On { shim: &shim, observe: &observe, session: session.as_ref(), values: &values, rec: &rec }).await
                     }
                 };
                 // Without agentsh there is no server to wedge.
@@ -306,29 +306,26 @@ fn record_note(t: &Test, o: &Observed) -> String {
 
 /// Runs one test, then its cleanup whatever happened: a test that fails half-way (no session, a
 /// transport error) must not leave its planted secret or script on the target.
-async fn execute(
-    t: &Test,
-    shim: &Conn,
-    observe: &Conn,
-    session: std::result::Result<&Session, &String>,
-    values: &BTreeMap<&str, String>,
-    rec: &Records<'_>,
-) -> Result<Observed> {
-    let result = execute_test(t, shim, observe, session, values, rec).await;
+async fn execute(t: &Test, on: On<'_>) -> Result<Observed> {
+    let result = execute_test(t, on).await;
     for s in &t.cleanup {
-        let _ = observe.run(&fill(s, values), TIMEOUT).await;
+        let _ = on.observe.run(&fill(s, on.values), TIMEOUT).await;
     }
     result
 }
 
-async fn execute_test(
-    t: &Test,
-    shim: &Conn,
-    observe: &Conn,
-    session: std::result::Result<&Session, &String>,
-    values: &BTreeMap<&str, String>,
-    rec: &Records<'_>,
-) -> Result<Observed> {
+/// Where one test runs: the two channels, the iteration's session and values, the event store.
+#[derive(Clone, Copy)]
+struct On<'a> {
+    shim: &'a Conn,
+    observe: &'a Conn,
+    session: std::result::Result<&'a Session, &'a String>,
+    values: &'a BTreeMap<&'a str, String>,
+    rec: &'a Records<'a>,
+}
+
+async fn execute_test(t: &Test, on: On<'_>) -> Result<Observed> {
+    let On { shim, observe, session, values, rec } = on;
     let f = |s: &str| fill(s, values);
     for s in &t.setup {
         let out = observe.run(&f(s), TIMEOUT).await?;

@@ -83,3 +83,14 @@ impl Drop for RunGuard {
         let _ = bench(&["down", "--run", &self.0]);
     }
 }
+
+/// A copy of the repository's scenarios/ to spoil in a test; run the binary with
+/// `AGENTSH_BENCH_SCENARIOS` set to the returned path.
+pub fn scenarios_copy() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let status = Command::new("cp").arg("-r").arg(&src).arg(dir.path()).status().unwrap();
+    assert!(status.success());
+    let copy = dir.path().join("scenarios");
+    (dir, copy)
+}
