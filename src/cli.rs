@@ -214,6 +214,21 @@ pub enum BenchKind {
         #[arg(long, value_enum, default_value_t = Engine::Podman)]
         engine: Engine,
     },
+    /// Wall time of the security suite on 1 and N local targets side by side (provisioning
+    /// excluded), the machine's CPU-seconds, and the CPU-bound floor on this machine's cores.
+    Suite {
+        /// Target counts to measure, in order.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        sizes: Vec<u32>,
+        /// agentsh to install (see --agentsh).
+        #[arg(long, default_value = crate::agentsh::DEFAULT_VERSION)]
+        agentsh: String,
+        #[arg(long, value_enum, default_value_t = Engine::Podman)]
+        engine: Engine,
+        /// Suite iterations on every target.
+        #[arg(long, default_value_t = 5)]
+        iterations: u32,
+    },
     /// Wall time to provision 1, 4 and 8 local targets (one-time builds excluded), controller RSS.
     Provision {
         /// Target counts to measure, in order.

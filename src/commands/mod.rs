@@ -46,6 +46,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Some(Command::Bench { which: BenchKind::Provision { sizes, agentsh, engine, runs } }) => {
             crate::bench::provision(&sizes, &agentsh, engine, runs).await
         }
+        Some(Command::Bench { which: BenchKind::Suite { sizes, agentsh, engine, iterations } }) => {
+            crate::bench::suite(&sizes, &agentsh, engine, iterations).await
+        }
         Some(Command::Bench { which: BenchKind::Driver { rates, duration, soak, engine } }) => {
             crate::bench::driver(&rates, duration, soak, engine).await
         }
@@ -284,7 +287,7 @@ fn report_expectations(suite: &crate::suite::Suite, rows: &[crate::suite::run::R
 /// around it (one `integrity` row per target, tallied like a test); writes tests.csv (row by row)
 /// and summary.csv, also after Ctrl-C. Exit 1 when a test was violated or flaky, 2 when some were
 /// only inconclusive (nothing proven either way), 0 when every verdict held.
-async fn run_suite(
+pub(crate) async fn run_suite(
     p: &Provisioned,
     suite: &crate::suite::Suite,
     integrity: &crate::suite::integrity::Excludes,
