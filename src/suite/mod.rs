@@ -412,6 +412,9 @@ mod tests {
             let t = &s.tests[id as usize - 1];
             assert!(!t.setup.is_empty() || !t.env.is_empty(), "test {id} plants nothing");
         }
+        // Every expectation was checked on a real target: no `confirm` marker is left.
+        let unconfirmed: Vec<u32> = s.tests.iter().filter(|t| t.confirm.is_some()).map(|t| t.id).collect();
+        assert!(unconfirmed.is_empty(), "unconfirmed: {unconfirmed:?}");
         // No enforced test can pass without naming its rule, and every one can fail.
         for t in s.tests.iter().filter(|t| t.expect == Expect::Enforced) {
             assert!(!t.accepted_rules().is_empty() && t.violated.is_some(), "test {}", t.id);

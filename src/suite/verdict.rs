@@ -167,7 +167,10 @@ pub fn judge(t: &Test, o: &Observed, values: &BTreeMap<&str, String>, gaps: &BTr
             let json_ok = t.json.as_ref().map(|j| json_at(&o.stdout, &j.path) == toml_to_json(&j.equals));
             let ok = o.exit == Some(0) && o.stdout.contains(&want) && json_ok != Some(false);
             if ok {
-                (Verdict::Held, format!("exit 0, output has {want:?}"))
+                match &t.json {
+                    Some(j) => (Verdict::Held, format!("exit 0, {} = {}", j.path, json_at(&o.stdout, &j.path).map_or("?".into(), |v| v.to_string()))),
+                    None => (Verdict::Held, format!("exit 0, output has {want:?}")),
+                }
             } else if let Some(r) = named.first() {
                 (Verdict::Violated, format!("refused by rule {r} (exit {exit})"))
             } else if let (Some(r), true) = (o.records.iter().find(|r| r.denies()), o.exit != Some(0)) {
