@@ -81,15 +81,8 @@ fn a_broken_suite_record_is_refused_before_provisioning() {
     let record = std::fs::read_to_string(&file).unwrap();
     // Test 14 without its violation condition could never fail.
     std::fs::write(&file, record.replacen("violated = { stdout_line = \"root\" }\n", "", 1)).unwrap();
-    let o = Command::new(BIN)
-        .args(["--agentsh", "none"])
-        .env("AGENTSH_BENCH_SCENARIOS", &scenarios)
-        .output()
-        .unwrap();
-    let err = text(&o.stderr);
-    assert_eq!(code(&o), 3, "{err}");
+    let err = refused_with(&scenarios);
     assert!(err.contains("04-shim-enforcement.toml:") && err.contains("test 14") && err.contains("could never fail"), "{err}");
-    assert!(!err.contains("run "), "nothing may be provisioned: {err}");
 }
 
 /// A test that held in the baseline run and is violated now is a regression, listed first;
@@ -271,15 +264,18 @@ fn a_bad_integrity_exclude_is_refused_before_provisioning() {
     let line = body.lines().count() + 2;
     // Excluding all of /etc would hide the very damage the suite checks for.
     std::fs::write(&file, format!("{body}\n[[exclude]]\nprefix = \"/etc\"\nreason = \"too wide\"\n")).unwrap();
-    let o = Command::new(BIN)
-        .args(["--agentsh", "none"])
-        .env("AGENTSH_BENCH_SCENARIOS", &scenarios)
-        .output()
-        .unwrap();
+    let err = refused_with(&scenarios);
+    assert!(err.contains(&format!("integrity.toml:{line}: exclude \"/etc\"")) && err.contains("covers all of /etc"), "{err}");
+}
+
+/// Runs the main job with spoiled scenarios: it must be refused as bad usage (exit 3) before
+/// anything is provisioned; returns stderr.
+fn refused_with(scenarios: &std::path::Path) -> String {
+    let o = Command::new(BIN).args(["--agentsh", "none"]).env("AGENTSH_BENCH_SCENARIOS", scenarios).output().unwrap();
     let err = text(&o.stderr);
     assert_eq!(code(&o), 3, "{err}");
-    assert!(err.contains(&format!("integrity.toml:{line}: exclude \"/etc\"")) && err.contains("covers all of /etc"), "{err}");
     assert!(!err.contains("run "), "nothing may be provisioned: {err}");
+    err
 }
 
 /// A target lost in the middle of the suite: its rows say so, and the other target's rows are
