@@ -61,7 +61,10 @@ pub async fn provision(sizes: &[u32], agentsh: &str, engine: Engine, runs: u32) 
     }
 
     let one = rows.iter().find(|r| r.0 == 1).map(|r| r.1);
-    println!("\nprovisioning wall time, local targets, agentsh {}, median of {runs}", artifact.as_ref().map_or("none", |a| a.version.as_str()));
+    println!(
+        "\nprovisioning wall time, local targets, agentsh {}, median of {runs}",
+        artifact.as_ref().map_or("none", |a| a.version.as_str())
+    );
     // CPU-s: the machine's busy time during the run (/proc/stat; targets' work included).
     // Efficiency = (CPU-s / cores) / wall: 1.0 when every core was busy all along.
     println!(
@@ -71,7 +74,11 @@ pub async fn provision(sizes: &[u32], agentsh: &str, engine: Engine, runs: u32) 
     for (size, wall, rss, cpu, findings) in &rows {
         let ratio = one.map_or("-".to_string(), |o| format!("{:.2}×", wall.as_secs_f64() / o.as_secs_f64()));
         let (cpu_s, eff, per) = match cpu {
-            Some((c, cores)) => (format!("{c:.1}"), format!("{:.2}", c / *cores as f64 / wall.as_secs_f64()), format!("{:.2}", c / *size as f64)),
+            Some((c, cores)) => (
+                format!("{c:.1}"),
+                format!("{:.2}", c / *cores as f64 / wall.as_secs_f64()),
+                format!("{:.2}", c / *size as f64),
+            ),
             None => ("-".into(), "-".into(), "-".into()),
         };
         println!(
@@ -80,7 +87,11 @@ pub async fn provision(sizes: &[u32], agentsh: &str, engine: Engine, runs: u32) 
             *rss as f64 / 1048576.0
         );
     }
-    println!("one-time: agentsh artifact {:.2} s, image check/build {:.2} s", t_artifact.as_secs_f64(), t_image.as_secs_f64());
+    println!(
+        "one-time: agentsh artifact {:.2} s, image check/build {:.2} s",
+        t_artifact.as_secs_f64(),
+        t_image.as_secs_f64()
+    );
     if let (Some(one), Some(eight)) = (one, rows.iter().find(|r| r.0 == 8)) {
         let ratio = eight.1.as_secs_f64() / one.as_secs_f64();
         println!("target 8 ≤ 2 × 1: {:.2}× → {}", ratio, if ratio <= 2.0 { "met" } else { "NOT met" });
@@ -101,7 +112,14 @@ pub async fn suite(sizes: &[u32], agentsh: &str, engine: Engine, iterations: u32
     let suite = crate::suite::load(&crate::suite::suite_dir())?;
     let integrity = crate::suite::integrity::load(&crate::suite::integrity::default_path())?;
     let gaps = crate::suite::environment_gaps("local")?;
-    let w = crate::cli::WorkloadArgs { iterations, shuffle: None, baseline: None, workload: "none".into(), duration: None, rate: None };
+    let w = crate::cli::WorkloadArgs {
+        iterations,
+        shuffle: None,
+        baseline: None,
+        workload: "none".into(),
+        duration: None,
+        rate: None,
+    };
     let scratch = tempfile::Builder::new().prefix("abench-bench").tempdir()?;
     let mut rows = Vec::new();
     for &size in sizes {
@@ -138,7 +156,10 @@ pub async fn suite(sizes: &[u32], agentsh: &str, engine: Engine, iterations: u32
         rows.push((size, wall, cpu, wedges));
     }
     let one = rows.iter().find(|r| r.0 == 1).map(|r| r.1);
-    println!("\nsuite wall time, local targets, agentsh {agentsh}, {iterations} iteration(s) of {} tests on every target", suite.tests.len());
+    println!(
+        "\nsuite wall time, local targets, agentsh {agentsh}, {iterations} iteration(s) of {} tests on every target",
+        suite.tests.len()
+    );
     println!(
         "{:>8} {:>9} {:>7} {:>14} {:>8} {:>14} {:>11} {:>7}",
         "targets", "wall s", "vs 1", "s/iteration", "CPU-s", "CPU floor s", "efficiency", "wedges"
@@ -147,10 +168,15 @@ pub async fn suite(sizes: &[u32], agentsh: &str, engine: Engine, iterations: u32
         let w = wall.as_secs_f64();
         let ratio = one.map_or("-".to_string(), |o| format!("{:.2}×", w / o.as_secs_f64()));
         let (cpu_s, floor, eff) = match cpu {
-            Some((c, cores)) => (format!("{c:.1}"), format!("{:.1}", c / *cores as f64), format!("{:.2}", c / *cores as f64 / w)),
+            Some((c, cores)) => {
+                (format!("{c:.1}"), format!("{:.1}", c / *cores as f64), format!("{:.2}", c / *cores as f64 / w))
+            }
             None => ("-".into(), "-".into(), "-".into()),
         };
-        println!("{size:>8} {w:>9.1} {ratio:>7} {:>14.1} {cpu_s:>8} {floor:>14} {eff:>11} {wedges:>7}", w / f64::from(iterations));
+        println!(
+            "{size:>8} {w:>9.1} {ratio:>7} {:>14.1} {cpu_s:>8} {floor:>14} {eff:>11} {wedges:>7}",
+            w / f64::from(iterations)
+        );
     }
     if let Some(one) = one {
         let per = one.as_secs_f64() / f64::from(iterations);
@@ -167,7 +193,7 @@ pub async fn suite(sizes: &[u32], agentsh: &str, engine: Engine, iterations: u32
 /// no-op capacity on one core, scheduling overhead against the `/bin/true` floor, the harness's
 /// `/bin/true` p50 against hyperfine's mean on the same target, and optionally RSS over a soak.
 pub async fn driver(rates: &[f64], duration: Duration, soak: Option<Duration>, engine: Engine) -> Result<u8> {
-    if rates.is_empty() || rates.iter().any(|r| !(*r > 0.0)) {
+    if rates.is_empty() || rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
         return Err(exit::usage("--rates must be positive ops/s"));
     }
     let args = local_targets("none", engine);
@@ -226,7 +252,8 @@ async fn driver_figures(
     // The exec floor, interleaved with hyperfine on the same target (benchstat's advice: never
     // A then B), both pinned to one core.
     let conn = crate::control::Conn::connect("bench/observe", &ready[0].target.observe, &control_dir, 6).await?;
-    let hyperfine = std::fs::read("/usr/bin/hyperfine").context("reading /usr/bin/hyperfine (scripts/setup-host.sh installs it)")?;
+    let hyperfine = std::fs::read("/usr/bin/hyperfine")
+        .context("reading /usr/bin/hyperfine (scripts/setup-host.sh installs it)")?;
     conn.upload(&hyperfine, "/usr/local/bin/hyperfine", 0o755, Duration::from_secs(60)).await?;
     let us = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64;
     let mut rounds = Vec::new();
@@ -250,7 +277,10 @@ async fn driver_figures(
     }
 
     println!("\ndriver capacity (no-op ops, driver pinned to one core, 4 workers, {} s each)", duration.as_secs());
-    println!("{:>10} {:>12} {:>8} {:>12} {:>12} {:>12}", "asked/s", "achieved/s", "late %", "resp p50 µs", "resp p99 µs", "svc p50 µs");
+    println!(
+        "{:>10} {:>12} {:>8} {:>12} {:>12} {:>12}",
+        "asked/s", "achieved/s", "late %", "resp p50 µs", "resp p99 µs", "svc p50 µs"
+    );
     for (rate, t) in &capacity {
         let o = &t.totals[0];
         println!(
@@ -263,7 +293,9 @@ async fn driver_figures(
             us(&o.service, 0.5)
         );
     }
-    println!("\n/bin/true on the target, interleaved rounds (µs): harness p50, harness mean, hyperfine mean, hyperfine median, p50/hyperfine mean");
+    println!(
+        "\n/bin/true on the target, interleaved rounds (µs): harness p50, harness mean, hyperfine mean, hyperfine median, p50/hyperfine mean"
+    );
     let mut ratios = Vec::new();
     for (i, (p50, mean, hf_mean, hf_median)) in rounds.iter().enumerate() {
         ratios.push(p50 / hf_mean);
@@ -274,7 +306,10 @@ async fn driver_figures(
     let mut p50s: Vec<f64> = rounds.iter().map(|r| r.0).collect();
     p50s.sort_by(f64::total_cmp);
     let true_p50 = p50s[p50s.len() / 2];
-    println!("harness /bin/true p50 vs hyperfine mean, median of rounds: {ratio:.3}× → within 10%: {}", if (ratio - 1.0).abs() <= 0.10 { "met" } else { "NOT met" });
+    println!(
+        "harness /bin/true p50 vs hyperfine mean, median of rounds: {ratio:.3}× → within 10%: {}",
+        if (ratio - 1.0).abs() <= 0.10 { "met" } else { "NOT met" }
+    );
 
     let o = &overhead_run.totals[0];
     let overhead = us(&o.response, 0.5) / true_p50;
@@ -292,7 +327,10 @@ async fn driver_figures(
         100.0 * us(&first.response, 0.5) / true_p50
     );
     let achieved = capacity.iter().map(|(_, t)| t.totals[0].ops_per_s()).fold(0.0, f64::max);
-    println!("no-op capacity: {achieved:.0} ops/s on one core → ≥ 20000: {}", if achieved >= 20000.0 { "met" } else { "NOT met" });
+    println!(
+        "no-op capacity: {achieved:.0} ops/s on one core → ≥ 20000: {}",
+        if achieved >= 20000.0 { "met" } else { "NOT met" }
+    );
 
     if let Some(soak) = soak {
         let mut plan = crate::workload::load("exec-mix")?;
@@ -388,4 +426,3 @@ impl RssSampler {
         self.peak.load(Ordering::Relaxed).max(crate::procstat::current_rss())
     }
 }
-

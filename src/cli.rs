@@ -253,10 +253,10 @@ impl TargetArgs {
             return Err(crate::exit::usage("--provider ssh needs --inventory FILE"));
         }
         for (flag, path) in [("--config", &self.config), ("--policy", &self.policy), ("--inventory", &self.inventory)] {
-            if let Some(p) = path {
-                if !p.is_file() {
-                    return Err(crate::exit::usage(format!("{flag} {}: no such file", p.display())));
-                }
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                return Err(crate::exit::usage(format!("{flag} {}: no such file", p.display())));
             }
         }
         Ok(())

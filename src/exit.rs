@@ -19,11 +19,7 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 }
 
 pub fn code_for(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
-        USAGE
-    } else {
-        INFRA
-    }
+    if err.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) { USAGE } else { INFRA }
 }
 
 #[cfg(test)]

@@ -9,12 +9,12 @@ mod bench;
 mod cli;
 mod commands;
 mod control;
+mod driver;
 mod exit;
 mod paths;
 mod procstat;
 mod progress;
 mod provider;
-mod driver;
 mod provision;
 mod record;
 mod report;
@@ -78,9 +78,5 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("AGENTSH_BENCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }

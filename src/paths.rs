@@ -41,7 +41,5 @@ fn repo_dir(var: &str, name: &str) -> PathBuf {
 
 /// Short runtime directory for SSH control sockets: a unix socket path must stay under 108 bytes.
 pub fn runtime_dir() -> PathBuf {
-    std::env::var_os("AGENTSH_BENCH_RUNTIME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/abench"))
+    std::env::var_os("AGENTSH_BENCH_RUNTIME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp/abench"))
 }

@@ -86,7 +86,9 @@ pub enum Record {
     Interval(Interval),
     Finished(Finished),
     /// The driver could not go on; what it had sent stays valid.
-    Fatal { message: String },
+    Fatal {
+        message: String,
+    },
 }
 
 /// One op's histograms for one interval, values in microseconds, V2+DEFLATE, base64.

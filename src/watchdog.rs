@@ -68,7 +68,8 @@ pub async fn check(shim: &Conn, observe: &Conn) -> Option<String> {
 /// agentsh process and restarts the server. Returns what was aborted, for the log.
 pub async fn recover(observe: &Conn, dir: &Path, n: u32, why: &str) -> Result<String> {
     let quick = Duration::from_secs(30);
-    let evidence = observe.run(EVIDENCE, quick).await.map(|o| o.stdout).unwrap_or_else(|e| format!("(no evidence: {e:#})"));
+    let evidence =
+        observe.run(EVIDENCE, quick).await.map(|o| o.stdout).unwrap_or_else(|e| format!("(no evidence: {e:#})"));
     std::fs::write(dir.join(format!("wedge-{n}.txt")), format!("wedge {n}: {why}\n{evidence}"))
         .with_context(|| format!("writing {}", dir.display()))?;
     let aborted = observe.run(ABORT_FUSE, quick).await.context("aborting FUSE connections")?;

@@ -115,7 +115,12 @@ fn exe_provider_creates_lists_and_removes_vms_through_the_protocol() {
         assert_eq!((c, out.trim()), (0, "abench-obs"));
         // And through the gateway form `ssh exe.dev ssh VM CMD`.
         let gw = s.dir.path().join("user_ssh_config");
-        let o = Command::new("ssh").arg("-F").arg(&gw).args(["exe.standin", "ssh", name, "cat /etc/hostname"]).output().unwrap();
+        let o = Command::new("ssh")
+            .arg("-F")
+            .arg(&gw)
+            .args(["exe.standin", "ssh", name, "cat /etc/hostname"])
+            .output()
+            .unwrap();
         assert_eq!(text(&o.stdout).trim(), name.as_str(), "{}", text(&o.stderr));
     }
 

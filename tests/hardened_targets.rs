@@ -115,7 +115,17 @@ fn a_weakened_policy_still_gives_ready_targets() {
 
     let spec = specs().pop().unwrap();
     let results = tempfile::tempdir().unwrap();
-    let o = bench(&["up", "--vms", "1", "--agentsh", &spec, "--policy", policy.path().to_str().unwrap(), "--out", results.path().to_str().unwrap()]);
+    let o = bench(&[
+        "up",
+        "--vms",
+        "1",
+        "--agentsh",
+        &spec,
+        "--policy",
+        policy.path().to_str().unwrap(),
+        "--out",
+        results.path().to_str().unwrap(),
+    ]);
     let stdout = text(&o.stdout);
     assert_eq!(code(&o), 0, "{spec}: up with a weakened policy failed:\n{stdout}\n{}", text(&o.stderr));
     let up = parse_up(&stdout);

@@ -43,7 +43,8 @@ fn three_targets_concurrently_isolated_and_torn_down() {
         // fail at once inside the target (curl exit 7: could not connect).
         let (_, links, _) = ssh(config, name, "ip -o link show | cut -d: -f2");
         assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["lo"], "{name}");
-        let (_, routes, _) = ssh(config, name, "ip route show; ip -6 route show | grep -v '^::1 ' | grep -v '^fe80' || true");
+        let (_, routes, _) =
+            ssh(config, name, "ip route show; ip -6 route show | grep -v '^::1 ' | grep -v '^fe80' || true");
         assert!(!routes.contains("default"), "{name} has a default route: {routes}");
         for addr in ["10.0.0.1", "169.254.169.254"] {
             let (c, _, err) = ssh(config, name, &format!("curl -sS --max-time 5 http://{addr}/"));
@@ -99,7 +100,17 @@ fn main_job_tears_down_unless_kept() {
     let run = run_from_results(out.path());
     assert!(containers_of(&run).is_empty(), "main job left containers of {run}");
 
-    let o = bench(&["--vms", "1", "--agentsh", "none", "--iterations", "0", "--keep", "--out", out.path().join("k").to_str().unwrap()]);
+    let o = bench(&[
+        "--vms",
+        "1",
+        "--agentsh",
+        "none",
+        "--iterations",
+        "0",
+        "--keep",
+        "--out",
+        out.path().join("k").to_str().unwrap(),
+    ]);
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     let kept = run_from_results(&out.path().join("k"));
     let _cleanup = RunGuard(kept.clone());
@@ -168,11 +179,19 @@ fn bad_usage_exits_3() {
 #[test]
 fn unobtainable_version_lists_every_try() {
     let sources = tempfile::tempdir().unwrap();
-    let o = Command::new(BIN).args(["fetch", "v99.99.99"]).env("AGENTSH_BENCH_SOURCES", sources.path()).output().unwrap();
+    let o =
+        Command::new(BIN).args(["fetch", "v99.99.99"]).env("AGENTSH_BENCH_SOURCES", sources.path()).output().unwrap();
     let err = text(&o.stderr);
     assert_eq!(code(&o), 2, "{err}");
     let searched = format!("no agentsh-v99.99.99.tar.gz in {}", sources.path().display());
-    for want in ["cannot obtain agentsh v99.99.99", "1. cache:", "2. release .deb:", "3. source snapshot:", &searched, "4. Go module proxy build:"] {
+    for want in [
+        "cannot obtain agentsh v99.99.99",
+        "1. cache:",
+        "2. release .deb:",
+        "3. source snapshot:",
+        &searched,
+        "4. Go module proxy build:",
+    ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
 }
@@ -183,7 +202,8 @@ fn a_corrupt_snapshot_is_named() {
     let sources = tempfile::tempdir().unwrap();
     let tarball = sources.path().join("agentsh-v99.99.98.tar.gz");
     std::fs::write(&tarball, b"not a tarball").unwrap();
-    let o = Command::new(BIN).args(["fetch", "v99.99.98"]).env("AGENTSH_BENCH_SOURCES", sources.path()).output().unwrap();
+    let o =
+        Command::new(BIN).args(["fetch", "v99.99.98"]).env("AGENTSH_BENCH_SOURCES", sources.path()).output().unwrap();
     let err = text(&o.stderr);
     assert_eq!(code(&o), 2, "{err}");
     assert!(err.contains(&tarball.display().to_string()) && err.contains("not in gzip format"), "{err}");
@@ -258,7 +278,8 @@ fn down_removes_a_target_with_a_hung_fuse_mount() {
     // A script name of this test's own, to find its process on the host afterwards.
     let script_path = format!("/tmp/fuse_hang_{}.py", std::process::id());
     let script = include_str!("data/fuse_hang.py");
-    let (c, _, err) = ssh(config, name, &format!("cat > {script_path} <<'PYEOF'\n{script}PYEOF\ntimeout 20 python3 {script_path}"));
+    let (c, _, err) =
+        ssh(config, name, &format!("cat > {script_path} <<'PYEOF'\n{script}PYEOF\ntimeout 20 python3 {script_path}"));
     assert_eq!(c, 0, "{name}: fuse_hang.py: {err}");
     let stuck = || -> Vec<String> {
         let o = Command::new("ps").args(["-eo", "pid,stat,wchan:32,args"]).output().unwrap();

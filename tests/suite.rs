@@ -11,7 +11,9 @@ use common::*;
 fn csv_rows(path: &std::path::Path) -> Vec<HashMap<String, String>> {
     let mut r = csv::Reader::from_path(path).unwrap();
     let h = r.headers().unwrap().clone();
-    r.records().map(|rec| h.iter().zip(rec.unwrap().iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect()
+    r.records()
+        .map(|rec| h.iter().zip(rec.unwrap().iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        .collect()
 }
 
 #[test]
@@ -30,7 +32,10 @@ fn an_unprotected_target_is_violated_and_never_held() {
         }
     }
     let verdict = |id: &str, iteration: &str| {
-        rows.iter().find(|r| r["test_id"] == id && r["iteration"] == iteration).map(|r| (r["verdict"].clone(), r["evidence"].clone())).unwrap()
+        rows.iter()
+            .find(|r| r["test_id"] == id && r["iteration"] == iteration)
+            .map(|r| (r["verdict"].clone(), r["evidence"].clone()))
+            .unwrap()
     };
     for iteration in ["1", "2"] {
         // sudo printed root; su ran; ssh ran; kill succeeded; the /etc file was written; the
@@ -60,8 +65,15 @@ fn an_unprotected_target_is_violated_and_never_held() {
     // Each iteration uses its own nonce: the two /etc files differ.
     assert_ne!(verdict("20", "1").1, verdict("20", "2").1);
 
-    let charts: Vec<_> = std::fs::read_dir(out.path().join("charts/suite")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    assert!(charts.iter().any(|c| c.ends_with(".heatmap.png")) && charts.iter().any(|c| c.ends_with(".heatmap.svg")), "{charts:?}");
+    let charts: Vec<_> = std::fs::read_dir(out.path().join("charts/suite"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        charts.iter().any(|c| c.ends_with(".heatmap.png")) && charts.iter().any(|c| c.ends_with(".heatmap.svg")),
+        "{charts:?}"
+    );
 
     // Without agentsh nothing outside scenarios/integrity.toml changes: the tests clean up.
     let integrity = rows.iter().find(|r| r["test_id"] == "integrity").unwrap();
@@ -82,7 +94,10 @@ fn a_broken_suite_record_is_refused_before_provisioning() {
     // Test 14 without its violation condition could never fail.
     std::fs::write(&file, record.replacen("violated = { stdout_line = \"root\" }\n", "", 1)).unwrap();
     let err = refused_with(&scenarios);
-    assert!(err.contains("04-shim-enforcement.toml:") && err.contains("test 14") && err.contains("could never fail"), "{err}");
+    assert!(
+        err.contains("04-shim-enforcement.toml:") && err.contains("test 14") && err.contains("could never fail"),
+        "{err}"
+    );
 }
 
 /// A test that held in the baseline run and is violated now is a regression, listed first;
@@ -100,14 +115,27 @@ fn held_before_violated_now_is_a_regression() {
     .unwrap();
     let out = tempfile::tempdir().unwrap();
     let o = bench(&[
-        "--vms", "1", "--agentsh", "none", "--baseline", base.path().to_str().unwrap(), "--out", out.path().to_str().unwrap(),
+        "--vms",
+        "1",
+        "--agentsh",
+        "none",
+        "--baseline",
+        base.path().to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
     ]);
     let stdout = text(&o.stdout);
     assert_eq!(code(&o), 1, "{stdout}");
-    assert!(stdout.starts_with("REGRESSIONS against the baseline (held there) (1):"), "regressions come first:\n{stdout}");
+    assert!(
+        stdout.starts_with("REGRESSIONS against the baseline (held there) (1):"),
+        "regressions come first:\n{stdout}"
+    );
     let regs = csv_rows(&out.path().join("regressions.csv"));
     assert_eq!(regs.len(), 1);
-    assert_eq!((regs[0]["test_id"].as_str(), regs[0]["before"].as_str(), regs[0]["now"].as_str(), regs[0]["change"].as_str()), ("14", "held", "violated", "broken"));
+    assert_eq!(
+        (regs[0]["test_id"].as_str(), regs[0]["before"].as_str(), regs[0]["now"].as_str(), regs[0]["change"].as_str()),
+        ("14", "held", "violated", "broken")
+    );
 
     // A baseline without a summary is refused before anything is provisioned.
     let o = bench(&["--agentsh", "none", "--baseline", out.path().join("nope").to_str().unwrap()]);
@@ -144,7 +172,8 @@ fn guarded_by(rules: &[&str]) -> std::collections::BTreeSet<String> {
         }
         let v: toml::Value = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         for t in v["test"].as_array().unwrap() {
-            let mut named: Vec<&str> = t.get("rules").and_then(|r| r.as_array()).into_iter().flatten().filter_map(|r| r.as_str()).collect();
+            let mut named: Vec<&str> =
+                t.get("rules").and_then(|r| r.as_array()).into_iter().flatten().filter_map(|r| r.as_str()).collect();
             named.extend(t.get("rule").and_then(|r| r.as_str()));
             named.extend(t.get("decision").and_then(|d| d.get("rule")).and_then(|r| r.as_str()));
             if named.iter().any(|n| rules.contains(n)) {
@@ -168,7 +197,9 @@ fn weakened_policies_turn_exactly_their_guarded_tests_violated() {
     let root = env!("CARGO_MANIFEST_DIR");
     let seed = std::fs::read_to_string(format!("{root}/assets/policies/default.yaml")).unwrap();
     let config = std::fs::read_to_string(format!("{root}/assets/config.yaml")).unwrap();
-    let expected: toml::Value = toml::from_str(&std::fs::read_to_string(format!("{root}/scenarios/expectations/v0.16.9.toml")).unwrap()).unwrap();
+    let expected: toml::Value =
+        toml::from_str(&std::fs::read_to_string(format!("{root}/scenarios/expectations/v0.16.9.toml")).unwrap())
+            .unwrap();
     let known_violated: std::collections::BTreeSet<String> = expected["test"]
         .as_array()
         .into_iter()
@@ -186,7 +217,13 @@ fn weakened_policies_turn_exactly_their_guarded_tests_violated() {
     assert_ne!(etc_writable_config, config);
     // (what, policy, config, tests that must read violated, the rules whose tests may change)
     let cases = [
-        ("without block-system-commands", without_rules(&seed, &["block-system-commands"]), config.clone(), vec!["17"], vec!["block-system-commands"]),
+        (
+            "without block-system-commands",
+            without_rules(&seed, &["block-system-commands"]),
+            config.clone(),
+            vec!["17"],
+            vec!["block-system-commands"],
+        ),
         ("with /etc writable", etc_writable_policy, etc_writable_config, vec!["20"], vec!["default-deny-files"]),
     ];
     for (what, policy_text, config_text, must, rules) in cases {
@@ -196,9 +233,18 @@ fn weakened_policies_turn_exactly_their_guarded_tests_violated() {
         std::fs::write(config.path(), config_text).unwrap();
         let out = tempfile::tempdir().unwrap();
         let o = bench(&[
-            "--vms", "1", "--agentsh", "v0.16.9", "--iterations", "1",
-            "--policy", policy.path().to_str().unwrap(), "--config", config.path().to_str().unwrap(),
-            "--out", out.path().to_str().unwrap(),
+            "--vms",
+            "1",
+            "--agentsh",
+            "v0.16.9",
+            "--iterations",
+            "1",
+            "--policy",
+            policy.path().to_str().unwrap(),
+            "--config",
+            config.path().to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
         ]);
         let stdout = text(&o.stdout);
         assert_eq!(code(&o), 1, "{what}, the run must fail:\n{stdout}\n{}", text(&o.stderr));
@@ -207,11 +253,17 @@ fn weakened_policies_turn_exactly_their_guarded_tests_violated() {
         let violated: std::collections::BTreeSet<String> =
             rows.iter().filter(|r| r["verdict"] == "violated").map(|r| r["test_id"].clone()).collect();
         for id in &must {
-            assert!(violated.contains(*id), "{what}, test {id} must read violated: {:?}", rows.iter().find(|r| r["test_id"] == *id));
+            assert!(
+                violated.contains(*id),
+                "{what}, test {id} must read violated: {:?}",
+                rows.iter().find(|r| r["test_id"] == *id)
+            );
         }
         let guarded = guarded_by(&rules);
-        let collateral: Vec<&String> =
-            violated.iter().filter(|id| !guarded.contains(*id) && !known_violated.contains(*id) && *id != "integrity").collect();
+        let collateral: Vec<&String> = violated
+            .iter()
+            .filter(|id| !guarded.contains(*id) && !known_violated.contains(*id) && *id != "integrity")
+            .collect();
         assert!(collateral.is_empty(), "{what}, tests that do not rest on it turned violated: {collateral:?}");
     }
 }
@@ -235,8 +287,13 @@ fn a_manifest_diff_reports_exactly_the_damaged_paths() {
     let manifest = text(&o.stdout);
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     assert!(manifest.lines().count() > 5000, "a whole file system: {} paths", manifest.lines().count());
-    let line = |path: &str| manifest.lines().find(|l| l.starts_with(&format!("{{\"path\":\"{path}\","))).unwrap_or_default();
-    assert!(line("/proc").contains("\"type\":\"m\"") && line("/proc").contains("\"fstype\":\"proc\""), "/proc recorded as a mount: {}", line("/proc"));
+    let line =
+        |path: &str| manifest.lines().find(|l| l.starts_with(&format!("{{\"path\":\"{path}\","))).unwrap_or_default();
+    assert!(
+        line("/proc").contains("\"type\":\"m\"") && line("/proc").contains("\"fstype\":\"proc\""),
+        "/proc recorded as a mount: {}",
+        line("/proc")
+    );
     assert_eq!(manifest.lines().filter(|l| l.starts_with("{\"path\":\"/proc/")).count(), 0, "and not walked");
     assert!(line("/usr/share/common-licenses/GPL-3").contains("\"sha256\":\""), "GPL-3 hashed");
     let before = out.path().join("before.jsonl");
@@ -253,7 +310,13 @@ fn a_manifest_diff_reports_exactly_the_damaged_paths() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     assert_eq!(lines[0], "disappeared /usr/share/common-licenses/Apache-2.0");
-    assert!(lines[1].starts_with("changed /usr/share/common-licenses/GPL-3 (sha256 ") && !lines[1].contains("size") && !lines[1].contains("mtime"), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with("changed /usr/share/common-licenses/GPL-3 (sha256 ")
+            && !lines[1].contains("size")
+            && !lines[1].contains("mtime"),
+        "{}",
+        lines[1]
+    );
 }
 
 #[test]
@@ -265,7 +328,10 @@ fn a_bad_integrity_exclude_is_refused_before_provisioning() {
     // Excluding all of /etc would hide the very damage the suite checks for.
     std::fs::write(&file, format!("{body}\n[[exclude]]\nprefix = \"/etc\"\nreason = \"too wide\"\n")).unwrap();
     let err = refused_with(&scenarios);
-    assert!(err.contains(&format!("integrity.toml:{line}: exclude \"/etc\"")) && err.contains("covers all of /etc"), "{err}");
+    assert!(
+        err.contains(&format!("integrity.toml:{line}: exclude \"/etc\"")) && err.contains("covers all of /etc"),
+        "{err}"
+    );
 }
 
 /// Runs the main job with spoiled scenarios: it must be refused as bad usage (exit 3) before
@@ -298,10 +364,10 @@ fn a_target_lost_mid_suite_has_rows_that_say_so_and_the_other_is_complete() {
         assert!(std::time::Instant::now() < deadline, "the suite never started");
         if csv.exists() {
             let rows = csv_rows(&csv);
-            if let Some(r) = rows.iter().find(|r| r["target"].ends_with("-1")) {
-                if rows.iter().filter(|x| x["target"] == r["target"]).count() >= 10 {
-                    break r["target"].clone();
-                }
+            if let Some(r) = rows.iter().find(|r| r["target"].ends_with("-1"))
+                && rows.iter().filter(|x| x["target"] == r["target"]).count() >= 10
+            {
+                break r["target"].clone();
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -319,6 +385,11 @@ fn a_target_lost_mid_suite_has_rows_that_say_so_and_the_other_is_complete() {
     // Every test after the loss is there, inconclusive, saying the transport failed.
     let last = lost.last().unwrap();
     assert_eq!(last["verdict"], "inconclusive", "{last:?}");
-    let after: Vec<_> = lost.iter().filter(|r| r["verdict"] == "inconclusive" && r["evidence"].contains(&victim)).collect();
-    assert!(!after.is_empty(), "rows after the loss name the target and its failure: {:?}", lost.iter().rev().take(3).collect::<Vec<_>>());
+    let after: Vec<_> =
+        lost.iter().filter(|r| r["verdict"] == "inconclusive" && r["evidence"].contains(&victim)).collect();
+    assert!(
+        !after.is_empty(),
+        "rows after the loss name the target and its failure: {:?}",
+        lost.iter().rev().take(3).collect::<Vec<_>>()
+    );
 }

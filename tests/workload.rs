@@ -18,14 +18,27 @@ fn run_inline_workload(name: &str, body: &str) -> (tempfile::TempDir, std::proce
     let dir = tempfile::tempdir().unwrap();
     let w = write_workload(dir.path(), name, body);
     let out = dir.path().join("out");
-    let o = bench(&["--vms", "1", "--agentsh", "none", "--iterations", "0", "--workload", w.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = bench(&[
+        "--vms",
+        "1",
+        "--agentsh",
+        "none",
+        "--iterations",
+        "0",
+        "--workload",
+        w.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     (dir, o)
 }
 
 fn rows(csv_path: &Path) -> Vec<std::collections::HashMap<String, String>> {
     let mut r = csv::Reader::from_path(csv_path).unwrap();
     let h = r.headers().unwrap().clone();
-    r.records().map(|rec| h.iter().zip(rec.unwrap().iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect()
+    r.records()
+        .map(|rec| h.iter().zip(rec.unwrap().iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        .collect()
 }
 
 fn python() -> PathBuf {
@@ -41,7 +54,20 @@ fn python() -> PathBuf {
 fn exec_mix_measures_every_op_and_hlogs_open_elsewhere() {
     let _g = serial();
     let out = tempfile::tempdir().unwrap();
-    let o = bench(&["--vms", "2", "--agentsh", "none", "--iterations", "0", "--workload", "exec-mix", "--duration", "4s", "--out", out.path().to_str().unwrap()]);
+    let o = bench(&[
+        "--vms",
+        "2",
+        "--agentsh",
+        "none",
+        "--iterations",
+        "0",
+        "--workload",
+        "exec-mix",
+        "--duration",
+        "4s",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
     assert_eq!(code(&o), 0, "{}\n{}", text(&o.stdout), text(&o.stderr));
     let rows = rows(&out.path().join("latency.csv"));
     assert_eq!(rows.len(), 12, "2 targets × 6 ops");
@@ -61,7 +87,8 @@ fn exec_mix_measures_every_op_and_hlogs_open_elsewhere() {
         for chart in ["percentiles", "over-time"] {
             let png = std::fs::read(out.path().join(format!("charts/exec-mix/{t}.{chart}.png"))).expect("chart png");
             assert_eq!(&png[..4], b"\x89PNG");
-            let svg = std::fs::read_to_string(out.path().join(format!("charts/exec-mix/{t}.{chart}.svg"))).expect("chart svg");
+            let svg = std::fs::read_to_string(out.path().join(format!("charts/exec-mix/{t}.{chart}.svg")))
+                .expect("chart svg");
             assert!(svg.lines().any(|l| l.trim() == "wide-tree"), "legend names the ops");
         }
     }
@@ -72,7 +99,12 @@ fn exec_mix_measures_every_op_and_hlogs_open_elsewhere() {
             let script = "import sys\nfrom hdrh.log import HistogramLogReader\nfrom hdrh.histogram import HdrHistogram\n\
                           ref = HdrHistogram(1, 3600000000, 3)\nr = HistogramLogReader(sys.argv[1], ref)\nn = 0\n\
                           while True:\n    h = r.get_next_interval_histogram()\n    if h is None: break\n    n += h.get_total_count()\nprint(n)\n";
-            let py = Command::new(python()).arg("-c").arg(script).arg(&hlog).output().expect("python venv (scripts/setup-host.sh)");
+            let py = Command::new(python())
+                .arg("-c")
+                .arg(script)
+                .arg(&hlog)
+                .output()
+                .expect("python venv (scripts/setup-host.sh)");
             assert!(py.status.success(), "hdrh could not read {}: {}", hlog.display(), text(&py.stderr));
             assert_eq!(text(&py.stdout).trim().parse::<u64>().unwrap(), want, "{}", hlog.display());
         }
@@ -133,7 +165,11 @@ fn wrong_decisions_and_errors_are_counted_apart() {
 #[test]
 fn broken_workload_is_refused_before_provisioning() {
     let dir = tempfile::tempdir().unwrap();
-    let w = write_workload(dir.path(), "broken", "name = \"x\"\nduration = \"1s\"\n[load]\nrate = 10\n[[op]]\nname = \"a\"\nweight = 0\nnoop = true\n");
+    let w = write_workload(
+        dir.path(),
+        "broken",
+        "name = \"x\"\nduration = \"1s\"\n[load]\nrate = 10\n[[op]]\nname = \"a\"\nweight = 0\nnoop = true\n",
+    );
     let o = bench(&["--agentsh", "none", "--workload", w.to_str().unwrap()]);
     assert_eq!(code(&o), 3);
     let err = text(&o.stderr);
@@ -149,7 +185,20 @@ fn ctrl_c_during_a_workload_keeps_partial_results() {
     let _g = serial();
     let out = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
-        .args(["--vms", "1", "--agentsh", "none", "--iterations", "0", "--workload", "exec-mix", "--duration", "60s", "--out", out.path().to_str().unwrap()])
+        .args([
+            "--vms",
+            "1",
+            "--agentsh",
+            "none",
+            "--iterations",
+            "0",
+            "--workload",
+            "exec-mix",
+            "--duration",
+            "60s",
+            "--out",
+            out.path().to_str().unwrap(),
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -180,7 +229,8 @@ fn ctrl_c_during_a_workload_keeps_partial_results() {
     assert_eq!(rows.len(), 6);
     let total: u64 = rows.iter().map(|r| r["count"].parse::<u64>().unwrap()).sum();
     assert!(total >= 200, "the intervals received before Ctrl-C are kept: {total}");
-    let w: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("workload.json")).unwrap()).unwrap();
+    let w: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("workload.json")).unwrap()).unwrap();
     assert_eq!(w["interrupted"], true);
     assert_eq!(w["targets"][0]["partial"], true);
     assert!(containers_of(&run).is_empty(), "Ctrl-C left containers of {run}");

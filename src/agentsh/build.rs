@@ -13,30 +13,18 @@ use super::MODULE;
 const RELEASE_BASE: &str = "https://github.com/canyonroad/agentsh/releases/download";
 
 pub fn download_release(version: &str, dest: &Path) -> Result<()> {
-    let base =
-        std::env::var("AGENTSH_BENCH_RELEASE_BASE").unwrap_or_else(|_| RELEASE_BASE.to_string());
+    let base = std::env::var("AGENTSH_BENCH_RELEASE_BASE").unwrap_or_else(|_| RELEASE_BASE.to_string());
     let url = format!("{base}/v{version}/{}", super::deb_name(version));
     let partial = dest.with_extension("deb.partial");
     let out = Command::new("curl")
-        .args([
-            "-fsSL",
-            "--connect-timeout",
-            "10",
-            "--max-time",
-            "300",
-            "-o",
-        ])
+        .args(["-fsSL", "--connect-timeout", "10", "--max-time", "300", "-o"])
         .arg(&partial)
         .arg(&url)
         .output()
         .context("running curl")?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&partial);
-        bail!(
-            "{url}: curl exit {}: {}",
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{url}: curl exit {}: {}", out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).trim());
     }
     super::package::deb_version(&partial).with_context(|| format!("{url} is not a .deb"))?;
     std::fs::rename(&partial, dest)?;
@@ -45,12 +33,8 @@ pub fn download_release(version: &str, dest: &Path) -> Result<()> {
 
 /// The binaries of the release and how each is built (the release builds the shim and the stub
 /// statically, the server and the seccomp wrapper with cgo against libseccomp).
-const BINARIES: &[(&str, bool)] = &[
-    ("agentsh", true),
-    ("agentsh-unixwrap", true),
-    ("agentsh-shell-shim", false),
-    ("agentsh-stub", false),
-];
+const BINARIES: &[(&str, bool)] =
+    &[("agentsh", true), ("agentsh-unixwrap", true), ("agentsh-shell-shim", false), ("agentsh-stub", false)];
 
 /// Builds every binary into `<cache>/build/usr-bin/` and the .so files next to them; returns that
 /// folder (the layout `package::build_deb` takes).
@@ -60,10 +44,7 @@ pub fn from_module_proxy(version: &str, cache: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&out_dir)?;
     for (name, cgo) in BINARIES {
         let target = format!("{MODULE}/cmd/{name}@v{version}");
-        eprintln!(
-            "agentsh: go install {target} (CGO_ENABLED={})…",
-            u8::from(*cgo)
-        );
+        eprintln!("agentsh: go install {target} (CGO_ENABLED={})…", u8::from(*cgo));
         let out = Command::new(&go)
             .args(["install", "-trimpath", "-ldflags=-s -w", &target])
             .env("GOBIN", &out_dir)
@@ -72,10 +53,7 @@ pub fn from_module_proxy(version: &str, cache: &Path) -> Result<PathBuf> {
             .output()
             .context("running go")?;
         if !out.status.success() {
-            bail!(
-                "go install {target}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            bail!("go install {target}: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
     }
     build_preload_libraries(&go, version, &out_dir)?;
@@ -96,16 +74,12 @@ fn build_preload_libraries(go: &Path, version: &str, out_dir: &Path) -> Result<(
         #[serde(rename = "Error")]
         error: Option<String>,
     }
-    let d: Download =
-        serde_json::from_slice(&out.stdout).context("go mod download -json: unexpected output")?;
+    let d: Download = serde_json::from_slice(&out.stdout).context("go mod download -json: unexpected output")?;
     if let Some(e) = d.error {
         bail!("go mod download {MODULE}@v{version}: {e}");
     }
     let src = d.dir.context("go mod download gave no Dir")?;
-    for (lib, needle) in [
-        ("libagentsh-ptracer.so", "ptracer"),
-        ("libenvshim.so", "envshim"),
-    ] {
+    for (lib, needle) in [("libagentsh-ptracer.so", "ptracer"), ("libenvshim.so", "envshim")] {
         let Some(c_file) = find_c_source(&src, needle) else {
             eprintln!("agentsh: no C source for {lib} in the module; the .deb will lack it");
             continue;
@@ -132,8 +106,7 @@ fn find_c_source(root: &Path, needle: &str) -> Option<PathBuf> {
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|e| e == "c")
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().contains(needle))
+                && p.file_name().is_some_and(|n| n.to_string_lossy().contains(needle))
             {
                 return Some(p);
             }
@@ -143,8 +116,8 @@ fn find_c_source(root: &Path, needle: &str) -> Option<PathBuf> {
 }
 
 pub(super) fn which_go() -> Result<PathBuf> {
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .chain([PathBuf::from("/usr/local/go/bin")])
+    for dir in
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).chain([PathBuf::from("/usr/local/go/bin")])
     {
         let go = dir.join("go");
         if go.is_file() {

@@ -126,7 +126,8 @@ pub struct HookCmd {
 /// goreleaser's defaults when a build names no targets or no ldflags.
 const DEFAULT_GOOS: &[&str] = &["darwin", "linux", "windows"];
 const DEFAULT_GOARCH: &[&str] = &["386", "amd64", "arm64"];
-const DEFAULT_LDFLAGS: &str = "-s -w -X main.version={{.Version}} -X main.commit={{.Commit}} -X main.date={{.Date}} -X main.builtBy=goreleaser";
+const DEFAULT_LDFLAGS: &str =
+    "-s -w -X main.version={{.Version}} -X main.commit={{.Commit}} -X main.date={{.Date}} -X main.builtBy=goreleaser";
 
 impl Config {
     pub fn parse(text: &str) -> Result<Config> {
@@ -137,15 +138,11 @@ impl Config {
         for name in [".goreleaser.yml", ".goreleaser.yaml"] {
             let p = root.join(name);
             if p.is_file() {
-                let text = std::fs::read_to_string(&p)
-                    .with_context(|| format!("reading {}", p.display()))?;
+                let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
                 return Config::parse(&text).with_context(|| p.display().to_string());
             }
         }
-        bail!(
-            "{}: no .goreleaser.yml (a source build follows it)",
-            root.display()
-        )
+        bail!("{}: no .goreleaser.yml (a source build follows it)", root.display())
     }
 
     fn project(&self) -> &str {
@@ -161,10 +158,7 @@ impl Config {
             if !goos.contains(&"linux") || !goarch.contains(&vars.arch.as_str()) {
                 continue;
             }
-            let binary = b
-                .binary
-                .clone()
-                .unwrap_or_else(|| self.project().to_string());
+            let binary = b.binary.clone().unwrap_or_else(|| self.project().to_string());
             if out.iter().any(|o| o.binary == binary) {
                 bail!("two linux/{} builds make {binary}", vars.arch);
             }
@@ -174,9 +168,8 @@ impl Config {
             };
             let mut env = Vec::new();
             for kv in &b.env {
-                let (k, v) = kv.split_once('=').with_context(|| {
-                    format!("build {binary}: env entry {kv:?} is not KEY=VALUE")
-                })?;
+                let (k, v) =
+                    kv.split_once('=').with_context(|| format!("build {binary}: env entry {kv:?} is not KEY=VALUE"))?;
                 env.push((k.to_string(), render(v, vars, self.project())?));
             }
             let flags = b
@@ -189,8 +182,7 @@ impl Config {
             out.push(GoBuild {
                 id: b.id.clone(),
                 main: b.main.clone().unwrap_or_else(|| ".".to_string()),
-                ldflags: render(&ldflags, vars, self.project())
-                    .with_context(|| format!("build {binary}: ldflags"))?,
+                ldflags: render(&ldflags, vars, self.project()).with_context(|| format!("build {binary}: ldflags"))?,
                 binary,
                 env,
                 flags,
@@ -206,11 +198,7 @@ impl Config {
     /// would only cost time.
     pub fn deb_builds(&self, vars: &Vars) -> Result<Vec<GoBuild>> {
         let nfpm = self.deb_nfpm()?;
-        Ok(self
-            .linux_builds(vars)?
-            .into_iter()
-            .filter(|b| nfpm.packs(b))
-            .collect())
+        Ok(self.linux_builds(vars)?.into_iter().filter(|b| nfpm.packs(b)).collect())
     }
 
     fn deb_nfpm(&self) -> Result<&Nfpm> {
@@ -225,14 +213,8 @@ impl Config {
             .hooks
             .iter()
             .map(|h| match h {
-                Hook::Line(cmd) => HookCmd {
-                    cmd: cmd.clone(),
-                    dir: None,
-                },
-                Hook::Full { cmd, dir } => HookCmd {
-                    cmd: cmd.clone(),
-                    dir: dir.clone(),
-                },
+                Hook::Line(cmd) => HookCmd { cmd: cmd.clone(), dir: None },
+                Hook::Full { cmd, dir } => HookCmd { cmd: cmd.clone(), dir: dir.clone() },
             })
             .collect()
     }
@@ -247,23 +229,11 @@ impl Config {
         vars: &Vars,
     ) -> Result<(Layout, Vec<String>)> {
         let nfpm = self.deb_nfpm()?;
-        let mut layout = Layout {
-            origin: root.display().to_string(),
-            ..Layout::default()
-        };
+        let mut layout = Layout { origin: root.display().to_string(), ..Layout::default() };
         let mut warnings = Vec::new();
-        let bindir = nfpm
-            .bindir
-            .as_deref()
-            .unwrap_or("/usr/bin")
-            .trim_end_matches('/');
+        let bindir = nfpm.bindir.as_deref().unwrap_or("/usr/bin").trim_end_matches('/');
         for b in builds.iter().filter(|b| nfpm.packs(b)) {
-            layout.add(
-                bin_dir.join(&b.binary),
-                format!("{bindir}/{}", b.binary),
-                0o755,
-                false,
-            );
+            layout.add(bin_dir.join(&b.binary), format!("{bindir}/{}", b.binary), 0o755, false);
         }
         for c in &nfpm.contents {
             add_content(&mut layout, &mut warnings, c, root, vars, self.project())?;
@@ -291,51 +261,30 @@ fn add_content(
     let mode = c.file_info.as_ref().and_then(|f| f.mode);
     let conffile = match c.kind.as_deref().unwrap_or("") {
         "dir" => {
-            layout
-                .dirs
-                .push((dst.trim_end_matches('/').to_string(), mode.unwrap_or(0o755)));
+            layout.dirs.push((dst.trim_end_matches('/').to_string(), mode.unwrap_or(0o755)));
             return Ok(());
         }
         "" => false,
         "config" | "config|noreplace" => true,
         other => bail!("nfpms contents {dst}: type {other:?} is not supported by agentsh-bench"),
     };
-    let src = c
-        .src
-        .as_deref()
-        .with_context(|| format!("nfpms contents {dst}: no src"))?;
+    let src = c.src.as_deref().with_context(|| format!("nfpms contents {dst}: no src"))?;
     let src = render(src, vars, project)?;
     let is_glob = src.contains(['*', '?', '[']);
-    let files = if is_glob {
-        expand_glob(root, &src)?
-    } else {
-        vec![root.join(&src)]
-    };
+    let files = if is_glob { expand_glob(root, &src)? } else { vec![root.join(&src)] };
     if files.is_empty() {
         // nfpm skips a glob that matches nothing (the release file relies on it for optional
         // libraries); say so, since a missing .so is worth knowing about.
-        warnings.push(format!(
-            "nfpms contents: {src} matched no file; {dst} stays empty"
-        ));
+        warnings.push(format!("nfpms contents: {src} matched no file; {dst} stays empty"));
     }
     for f in files {
         if !f.is_file() {
-            bail!(
-                "nfpms contents: {} does not exist in the source tree",
-                f.display()
-            );
+            bail!("nfpms contents: {} does not exist in the source tree", f.display());
         }
-        let name = f
-            .file_name()
-            .context("source file without a name")?
-            .to_string_lossy()
-            .into_owned();
+        let name = f.file_name().context("source file without a name")?.to_string_lossy().into_owned();
         // A glob, or a dst ending in '/', names a directory; otherwise dst is the file itself.
-        let target = if is_glob || dst.ends_with('/') {
-            format!("{}/{name}", dst.trim_end_matches('/'))
-        } else {
-            dst.clone()
-        };
+        let target =
+            if is_glob || dst.ends_with('/') { format!("{}/{name}", dst.trim_end_matches('/')) } else { dst.clone() };
         let mode = match mode {
             Some(m) => m,
             None => file_mode(&f)?,
@@ -347,19 +296,11 @@ fn add_content(
 
 fn file_mode(p: &Path) -> Result<u32> {
     use std::os::unix::fs::PermissionsExt;
-    Ok(std::fs::metadata(p)
-        .with_context(|| format!("reading {}", p.display()))?
-        .permissions()
-        .mode()
-        & 0o7777)
+    Ok(std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?.permissions().mode() & 0o7777)
 }
 
 fn targets<'a>(listed: &'a [String], default: &'a [&'a str]) -> Vec<&'a str> {
-    if listed.is_empty() {
-        default.to_vec()
-    } else {
-        listed.iter().map(String::as_str).collect()
-    }
+    if listed.is_empty() { default.to_vec() } else { listed.iter().map(String::as_str).collect() }
 }
 
 /// Expands `{{ .Field }}` (spaces optional). Unknown fields and template functions are errors:
@@ -370,9 +311,7 @@ pub fn render(s: &str, vars: &Vars, project: &str) -> Result<String> {
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .with_context(|| format!("unclosed {{{{ in {s:?}"))?;
+        let end = after.find("}}").with_context(|| format!("unclosed {{{{ in {s:?}"))?;
         let inner = after[..end].trim();
         out.push_str(&field(inner, vars, project).with_context(|| format!("template {s:?}"))?);
         rest = &after[end + 2..];
@@ -383,8 +322,7 @@ pub fn render(s: &str, vars: &Vars, project: &str) -> Result<String> {
 
 fn field(inner: &str, vars: &Vars, project: &str) -> Result<String> {
     if let Some(var) = inner.strip_prefix(".Env.") {
-        return std::env::var(var)
-            .with_context(|| format!("environment variable {var} is not set"));
+        return std::env::var(var).with_context(|| format!("environment variable {var} is not set"));
     }
     Ok(match inner {
         ".Version" => vars.version.clone(),
@@ -415,9 +353,7 @@ fn expand_glob(root: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry?;
-        if entry.file_type()?.is_file()
-            && wildcard(name.as_bytes(), entry.file_name().as_encoded_bytes())
-        {
+        if entry.file_type()?.is_file() && wildcard(name.as_bytes(), entry.file_name().as_encoded_bytes()) {
             out.push(entry.path());
         }
     }
@@ -428,9 +364,7 @@ fn expand_glob(root: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
 fn wildcard(pat: &[u8], name: &[u8]) -> bool {
     match (pat.first(), name.first()) {
         (None, None) => true,
-        (Some(b'*'), _) => {
-            wildcard(&pat[1..], name) || (!name.is_empty() && wildcard(pat, &name[1..]))
-        }
+        (Some(b'*'), _) => wildcard(&pat[1..], name) || (!name.is_empty() && wildcard(pat, &name[1..])),
         (Some(b'?'), Some(_)) => wildcard(&pat[1..], &name[1..]),
         (Some(p), Some(n)) if p == n => wildcard(&pat[1..], &name[1..]),
         _ => false,
@@ -464,9 +398,7 @@ fn octal_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::
             .ok_or_else(|| D::Error::custom(format!("bad mode {n}"))),
         Some(serde_yaml::Value::String(s)) => {
             let digits = s.trim_start_matches("0o");
-            u32::from_str_radix(digits, 8)
-                .map(Some)
-                .map_err(|_| D::Error::custom(format!("bad mode {s:?}")))
+            u32::from_str_radix(digits, 8).map(Some).map_err(|_| D::Error::custom(format!("bad mode {s:?}")))
         }
         Some(other) => Err(D::Error::custom(format!("bad mode {other:?}"))),
     }
@@ -564,86 +496,32 @@ nfpms:
         let builds = cfg.linux_builds(&vars()).unwrap();
         let names: Vec<&str> = builds.iter().map(|b| b.binary.as_str()).collect();
         assert_eq!(names, ["agentsh", "agentsh-shell-shim", "tool"]);
-        let packed: Vec<String> = cfg
-            .deb_builds(&vars())
-            .unwrap()
-            .into_iter()
-            .map(|b| b.binary)
-            .collect();
-        assert_eq!(
-            packed,
-            ["agentsh", "agentsh-shell-shim"],
-            "tool is not in the nfpm's ids"
-        );
+        let packed: Vec<String> = cfg.deb_builds(&vars()).unwrap().into_iter().map(|b| b.binary).collect();
+        assert_eq!(packed, ["agentsh", "agentsh-shell-shim"], "tool is not in the nfpm's ids");
         assert_eq!(builds[0].main, "./cmd/agentsh");
-        assert_eq!(
-            builds[0].ldflags,
-            "-s -w -X main.version=0.16.9 -X main.commit=6e3cfb5"
-        );
-        assert_eq!(
-            builds[0].env,
-            [("CGO_ENABLED".to_string(), "1".to_string())]
-        );
+        assert_eq!(builds[0].ldflags, "-s -w -X main.version=0.16.9 -X main.commit=6e3cfb5");
+        assert_eq!(builds[0].env, [("CGO_ENABLED".to_string(), "1".to_string())]);
         assert_eq!(builds[1].ldflags, "-s -w");
-        assert_eq!(
-            builds[1].env,
-            [("CGO_ENABLED".to_string(), "0".to_string())]
-        );
+        assert_eq!(builds[1].env, [("CGO_ENABLED".to_string(), "0".to_string())]);
         // arm64 picks the arm64 build (and its cross compiler), not the amd64 one.
-        let arm = cfg
-            .linux_builds(&Vars {
-                arch: "arm64".into(),
-                ..vars()
-            })
-            .unwrap();
-        assert!(
-            arm[0]
-                .env
-                .iter()
-                .any(|(k, v)| k == "CC" && v == "aarch64-linux-gnu-gcc")
-        );
-        assert!(
-            arm[0].ldflags.contains("main.version=0.16.9"),
-            "goreleaser's default ldflags"
-        );
-        assert!(
-            cfg.linux_builds(&Vars {
-                arch: "riscv64".into(),
-                ..vars()
-            })
-            .is_err()
-        );
+        let arm = cfg.linux_builds(&Vars { arch: "arm64".into(), ..vars() }).unwrap();
+        assert!(arm[0].env.iter().any(|(k, v)| k == "CC" && v == "aarch64-linux-gnu-gcc"));
+        assert!(arm[0].ldflags.contains("main.version=0.16.9"), "goreleaser's default ldflags");
+        assert!(cfg.linux_builds(&Vars { arch: "riscv64".into(), ..vars() }).is_err());
     }
 
     #[test]
     fn hooks_keep_order_and_dir() {
         let hooks = Config::parse(YML).unwrap().hooks();
-        assert_eq!(
-            hooks[1],
-            HookCmd {
-                cmd: "./scripts/build-envshim.sh".into(),
-                dir: None
-            }
-        );
-        assert_eq!(
-            hooks[2],
-            HookCmd {
-                cmd: "make lib".into(),
-                dir: Some("shim".into())
-            }
-        );
+        assert_eq!(hooks[1], HookCmd { cmd: "./scripts/build-envshim.sh".into(), dir: None });
+        assert_eq!(hooks[2], HookCmd { cmd: "make lib".into(), dir: Some("shim".into()) });
     }
 
     #[test]
     fn templates_expand_or_fail() {
         let v = vars();
         assert_eq!(
-            render(
-                "{{.Version}}-{{ .ShortCommit }}_{{.Os}}_{{ .Arch }}",
-                &v,
-                "agentsh"
-            )
-            .unwrap(),
+            render("{{.Version}}-{{ .ShortCommit }}_{{.Os}}_{{ .Arch }}", &v, "agentsh").unwrap(),
             "0.16.9-6e3cfb5_linux_amd64"
         );
         assert_eq!(render("no template", &v, "agentsh").unwrap(), "no template");
@@ -669,14 +547,8 @@ nfpms:
         }
         let cfg = Config::parse(YML).unwrap();
         let builds = cfg.linux_builds(&vars()).unwrap();
-        let (layout, warnings) = cfg
-            .deb_layout(&builds, r, Path::new("/out"), &vars())
-            .unwrap();
-        let got: Vec<(&str, u32, bool)> = layout
-            .files
-            .iter()
-            .map(|f| (f.dst.as_str(), f.mode, f.conffile))
-            .collect();
+        let (layout, warnings) = cfg.deb_layout(&builds, r, Path::new("/out"), &vars()).unwrap();
+        let got: Vec<(&str, u32, bool)> = layout.files.iter().map(|f| (f.dst.as_str(), f.mode, f.conffile)).collect();
         assert_eq!(
             got,
             [
@@ -690,16 +562,10 @@ nfpms:
             ]
         );
         assert_eq!(layout.files[0].src, Path::new("/out/agentsh"));
-        assert_eq!(
-            layout.files[3].src,
-            r.join("build/envshim/linux_amd64/libenvshim.so")
-        );
+        assert_eq!(layout.files[3].src, r.join("build/envshim/linux_amd64/libenvshim.so"));
         assert_eq!(layout.dirs, [("/etc/agentsh/policies".to_string(), 0o755)]);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(
-            warnings[0].contains("build/missing/linux_amd64/*.so"),
-            "{warnings:?}"
-        );
+        assert!(warnings[0].contains("build/missing/linux_amd64/*.so"), "{warnings:?}");
     }
 
     #[test]
@@ -707,19 +573,12 @@ nfpms:
         let root = tempfile::tempdir().unwrap();
         let cfg = Config::parse(YML).unwrap();
         let builds = cfg.linux_builds(&vars()).unwrap();
-        let e = cfg
-            .deb_layout(&builds, root.path(), Path::new("/out"), &vars())
-            .unwrap_err();
+        let e = cfg.deb_layout(&builds, root.path(), Path::new("/out"), &vars()).unwrap_err();
         assert!(format!("{e:#}").contains("packaging/config.yaml"), "{e:#}");
         let odd = "nfpms:\n  - contents:\n      - src: a\n        dst: /b\n        type: symlink\n";
         let cfg = Config::parse(odd).unwrap();
         assert!(
-            format!(
-                "{:#}",
-                cfg.deb_layout(&[], root.path(), root.path(), &vars())
-                    .unwrap_err()
-            )
-            .contains("symlink")
+            format!("{:#}", cfg.deb_layout(&[], root.path(), root.path(), &vars()).unwrap_err()).contains("symlink")
         );
     }
 

@@ -47,17 +47,13 @@ impl Spec {
         if let Some(dir) = s.strip_prefix("dir:") {
             let p = PathBuf::from(dir);
             if !p.is_dir() {
-                return Err(crate::exit::usage(format!(
-                    "--agentsh dir:{dir}: no such directory"
-                )));
+                return Err(crate::exit::usage(format!("--agentsh dir:{dir}: no such directory")));
             }
             return Ok(Spec::Dir(p));
         }
         if let Some(path) = s.strip_prefix("src:") {
             let p = PathBuf::from(path);
-            if !(p.is_dir()
-                || (p.is_file() && (path.ends_with(".tar.gz") || path.ends_with(".tgz"))))
-            {
+            if !(p.is_dir() || (p.is_file() && (path.ends_with(".tar.gz") || path.ends_with(".tgz")))) {
                 return Err(crate::exit::usage(format!(
                     "--agentsh src:{path}: no such source directory or .tar.gz snapshot"
                 )));
@@ -94,9 +90,7 @@ fn is_semver(v: &str) -> bool {
     let (core, pre) = v.split_once('-').unwrap_or((v, ""));
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
         && pre.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
 }
 
@@ -109,9 +103,7 @@ pub fn deb_arch() -> &'static str {
 }
 
 pub fn cache_dir_for(version: &str) -> Result<PathBuf> {
-    Ok(crate::paths::cache_dir()?
-        .join("agentsh")
-        .join(format!("v{version}")))
+    Ok(crate::paths::cache_dir()?.join("agentsh").join(format!("v{version}")))
 }
 
 pub fn deb_name(version: &str) -> String {
@@ -125,15 +117,10 @@ pub fn resolve(spec: &Spec) -> Result<Option<Artifact>> {
         Spec::None => Ok(None),
         Spec::Deb(p) => {
             let version = package::deb_version(p)?;
-            Ok(Some(Artifact {
-                deb: p.clone(),
-                version,
-                source: format!("local .deb {}", p.display()),
-            }))
+            Ok(Some(Artifact { deb: p.clone(), version, source: format!("local .deb {}", p.display()) }))
         }
         Spec::Dir(d) => {
-            let version = package::binary_version(&d.join("agentsh"))
-                .unwrap_or_else(|| "0.0.0+dev".to_string());
+            let version = package::binary_version(&d.join("agentsh")).unwrap_or_else(|| "0.0.0+dev".to_string());
             // Packed once per content of the folder and cached: repacking cost ~9 s a run and
             // left an 18 MB .deb in the temp directory each time.
             let out = crate::paths::cache_dir()?.join("agentsh").join("dev").join(source::dir_digest(d)?);
@@ -143,11 +130,7 @@ pub fn resolve(spec: &Spec) -> Result<Option<Artifact>> {
             } else {
                 package::build_deb(&package::Layout::from_flat_dir(d)?, &version, &out)?
             };
-            Ok(Some(Artifact {
-                deb,
-                version,
-                source: format!("dev build {}", d.display()),
-            }))
+            Ok(Some(Artifact { deb, version, source: format!("dev build {}", d.display()) }))
         }
         Spec::Src(p) => source::resolve(p).map(Some),
         Spec::Version(v) => resolve_version(v).map(Some),
@@ -160,11 +143,7 @@ fn resolve_version(version: &str) -> Result<Artifact> {
     let dir = cache_dir_for(version)?;
     let cached = dir.join(deb_name(version));
     if cached.is_file() {
-        return Ok(Artifact {
-            deb: cached,
-            version: version.to_string(),
-            source: "cache".into(),
-        });
+        return Ok(Artifact { deb: cached, version: version.to_string(), source: "cache".into() });
     }
     // A snapshot's earlier build counts as cache: found by digest without starting a process, so
     // a repeated run does not wait for the release host to fail first.
@@ -175,21 +154,13 @@ fn resolve_version(version: &str) -> Result<Artifact> {
         return Ok(a);
     }
     let mut tried = Vec::new();
-    let also = if snapshot.is_ok() {
-        " (nor a build of its source snapshot)"
-    } else {
-        ""
-    };
+    let also = if snapshot.is_ok() { " (nor a build of its source snapshot)" } else { "" };
     tried.push(format!("cache: {} not present{also}", cached.display()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
     match build::download_release(version, &cached) {
         Ok(()) => {
-            return Ok(Artifact {
-                deb: cached,
-                version: version.to_string(),
-                source: "release .deb".into(),
-            });
+            return Ok(Artifact { deb: cached, version: version.to_string(), source: "release .deb".into() });
         }
         Err(e) => tried.push(format!("release .deb: {e:#}")),
     }
@@ -202,28 +173,17 @@ fn resolve_version(version: &str) -> Result<Artifact> {
             let layout = package::Layout::from_flat_dir(&bin_dir)?;
             let deb = package::build_deb(&layout, version, &dir)
                 .with_context(|| format!("packaging the build in {}", bin_dir.display()))?;
-            return Ok(Artifact {
-                deb,
-                version: version.to_string(),
-                source: "Go module proxy build".into(),
-            });
+            return Ok(Artifact { deb, version: version.to_string(), source: "Go module proxy build".into() });
         }
         Err(e) => tried.push(format!("Go module proxy build: {e:#}")),
     }
-    let list: String = tried
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("\n  {}. {t}", i + 1))
-        .collect();
+    let list: String = tried.iter().enumerate().map(|(i, t)| format!("\n  {}. {t}", i + 1)).collect();
     anyhow::bail!("cannot obtain agentsh v{version}; tried:{list}")
 }
 
 /// Reads the version `agentsh --version` prints (`agentsh 0.16.9+abc123` → `0.16.9`).
 pub fn parse_version_output(out: &str) -> Option<String> {
-    let word = out
-        .split_whitespace()
-        .skip_while(|w| *w != "agentsh")
-        .nth(1)?;
+    let word = out.split_whitespace().skip_while(|w| *w != "agentsh").nth(1)?;
     let v = word.trim_start_matches('v');
     let v = v.split('+').next()?;
     is_semver(v).then(|| v.to_string())
@@ -235,32 +195,17 @@ mod tests {
 
     #[test]
     fn specs_parse() {
-        assert_eq!(
-            Spec::parse("v0.16.9").unwrap(),
-            Spec::Version("0.16.9".into())
-        );
-        assert_eq!(
-            Spec::parse("v0.20.5").unwrap(),
-            Spec::Version("0.20.5".into())
-        );
+        assert_eq!(Spec::parse("v0.16.9").unwrap(), Spec::Version("0.16.9".into()));
+        assert_eq!(Spec::parse("v0.20.5").unwrap(), Spec::Version("0.20.5".into()));
         assert_eq!(Spec::parse("none").unwrap(), Spec::None);
         let d = tempfile::tempdir().unwrap();
-        assert_eq!(
-            Spec::parse(&format!("dir:{}", d.path().display())).unwrap(),
-            Spec::Dir(d.path().into())
-        );
+        assert_eq!(Spec::parse(&format!("dir:{}", d.path().display())).unwrap(), Spec::Dir(d.path().into()));
         std::fs::create_dir_all(d.path().join("cmd/agentsh")).unwrap();
         std::fs::write(d.path().join(".goreleaser.yml"), b"version: 2\n").unwrap();
-        assert_eq!(
-            Spec::parse(&format!("src:{}", d.path().display())).unwrap(),
-            Spec::Src(d.path().into())
-        );
+        assert_eq!(Spec::parse(&format!("src:{}", d.path().display())).unwrap(), Spec::Src(d.path().into()));
         let tar = d.path().join("agentsh-v0.16.9.tar.gz");
         std::fs::write(&tar, b"").unwrap();
-        assert_eq!(
-            Spec::parse(&format!("src:{}", tar.display())).unwrap(),
-            Spec::Src(tar)
-        );
+        assert_eq!(Spec::parse(&format!("src:{}", tar.display())).unwrap(), Spec::Src(tar));
     }
 
     #[test]
@@ -282,15 +227,7 @@ mod tests {
 
     #[test]
     fn bad_specs_are_usage_errors() {
-        for bad in [
-            "0.16.9",
-            "vfoo",
-            "v1.2",
-            "v1.2.3;rm",
-            "/no/such.deb",
-            "dir:/no/such/dir",
-            "",
-        ] {
+        for bad in ["0.16.9", "vfoo", "v1.2", "v1.2.3;rm", "/no/such.deb", "dir:/no/such/dir", ""] {
             let e = Spec::parse(bad).unwrap_err();
             assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE, "{bad}");
         }
@@ -298,17 +235,8 @@ mod tests {
 
     #[test]
     fn version_output_parses() {
-        assert_eq!(
-            parse_version_output("agentsh 0.16.9+1a2b3c\n").as_deref(),
-            Some("0.16.9")
-        );
-        assert_eq!(
-            parse_version_output("agentsh v0.20.5").as_deref(),
-            Some("0.20.5")
-        );
-        assert_eq!(
-            parse_version_output("bash: agentsh: command not found"),
-            None
-        );
+        assert_eq!(parse_version_output("agentsh 0.16.9+1a2b3c\n").as_deref(), Some("0.16.9"));
+        assert_eq!(parse_version_output("agentsh v0.20.5").as_deref(), Some("0.20.5"));
+        assert_eq!(parse_version_output("bash: agentsh: command not found"), None);
     }
 }

@@ -16,11 +16,7 @@ use anyhow::{Context, Result, bail};
 
 const REQUIRED: &[&str] = &["agentsh", "agentsh-shell-shim"];
 const OPTIONAL_BIN: &[&str] = &["agentsh-unixwrap", "agentsh-stub"];
-const LIBS: &[(&str, u32)] = &[
-    ("libenvshim.so", 0o644),
-    ("libagentsh-ptracer.so", 0o644),
-    ("bash_startup.sh", 0o755),
-];
+const LIBS: &[(&str, u32)] = &[("libenvshim.so", 0o644), ("libagentsh-ptracer.so", 0o644), ("bash_startup.sh", 0o755)];
 
 /// Without the server binary the package is useless: every layout must carry it.
 const SERVER: &str = "/usr/bin/agentsh";
@@ -60,19 +56,13 @@ impl Layout {
                 );
             }
         }
-        let mut layout = Layout {
-            origin: bin_dir.display().to_string(),
-            ..Layout::default()
-        };
+        let mut layout = Layout { origin: bin_dir.display().to_string(), ..Layout::default() };
         for name in REQUIRED.iter().chain(OPTIONAL_BIN) {
             let src = bin_dir.join(name);
             if src.is_file() {
                 layout.add(src, format!("/usr/bin/{name}"), 0o755, false);
             } else {
-                eprintln!(
-                    "agentsh: {} has no {name}; the server may degrade without it",
-                    bin_dir.display()
-                );
+                eprintln!("agentsh: {} has no {name}; the server may degrade without it", bin_dir.display());
             }
         }
         for (name, mode) in LIBS {
@@ -85,23 +75,13 @@ impl Layout {
     }
 
     pub fn add(&mut self, src: PathBuf, dst: String, mode: u32, conffile: bool) {
-        self.files.push(FileEntry {
-            src,
-            dst,
-            mode,
-            conffile,
-        });
+        self.files.push(FileEntry { src, dst, mode, conffile });
     }
 
     /// Refuses what dpkg would mishandle or what would escape the staging folder.
     fn check(&self) -> Result<()> {
         let mut seen = BTreeSet::new();
-        for dst in self
-            .files
-            .iter()
-            .map(|f| &f.dst)
-            .chain(self.dirs.iter().map(|(d, _)| d))
-        {
+        for dst in self.files.iter().map(|f| &f.dst).chain(self.dirs.iter().map(|(d, _)| d)) {
             let p = Path::new(dst);
             if !p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
                 bail!("package path {dst:?} must be absolute and without '..'");
@@ -133,8 +113,7 @@ pub fn build_deb(layout: &Layout, version: &str, out: &Path) -> Result<PathBuf> 
     for f in &layout.files {
         let dst = staged(root, &f.dst);
         if let Some(parent) = dst.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
         copy_mode(&f.src, &dst, f.mode)?;
     }
@@ -148,11 +127,7 @@ pub fn build_deb(layout: &Layout, version: &str, out: &Path) -> Result<PathBuf> 
 
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let deb = out.join(super::deb_name(version));
-    let partial = out.join(format!(
-        ".{}.partial-{}",
-        super::deb_name(version),
-        std::process::id()
-    ));
+    let partial = out.join(format!(".{}.partial-{}", super::deb_name(version), std::process::id()));
     let built = Command::new("dpkg-deb")
         .args(["--root-owner-group", "-Zgzip", "--build"])
         .arg(root)
@@ -161,14 +136,9 @@ pub fn build_deb(layout: &Layout, version: &str, out: &Path) -> Result<PathBuf> 
         .context("running dpkg-deb (install dpkg-dev)")?;
     if !built.status.success() {
         let _ = std::fs::remove_file(&partial);
-        bail!(
-            "dpkg-deb --build failed for {}: {}",
-            layout.origin,
-            String::from_utf8_lossy(&built.stderr).trim()
-        );
+        bail!("dpkg-deb --build failed for {}: {}", layout.origin, String::from_utf8_lossy(&built.stderr).trim());
     }
-    std::fs::rename(&partial, &deb)
-        .with_context(|| format!("renaming {} to {}", partial.display(), deb.display()))?;
+    std::fs::rename(&partial, &deb).with_context(|| format!("renaming {} to {}", partial.display(), deb.display()))?;
     Ok(deb)
 }
 
@@ -187,12 +157,7 @@ fn write_control(root: &Path, layout: &Layout, version: &str) -> Result<()> {
         layout.origin
     );
     std::fs::write(debian.join("control"), control)?;
-    let conffiles: String = layout
-        .files
-        .iter()
-        .filter(|f| f.conffile)
-        .map(|f| format!("{}\n", f.dst))
-        .collect();
+    let conffiles: String = layout.files.iter().filter(|f| f.conffile).map(|f| format!("{}\n", f.dst)).collect();
     if !conffiles.is_empty() {
         std::fs::write(debian.join("conffiles"), conffiles)?;
     }
@@ -222,18 +187,10 @@ fn copy_mode(src: &Path, dst: &Path, mode: u32) -> Result<()> {
 
 /// The Version field of a .deb; fails if the file is not a .deb.
 pub fn deb_version(deb: &Path) -> Result<String> {
-    let out = Command::new("dpkg-deb")
-        .args(["--field"])
-        .arg(deb)
-        .arg("Version")
-        .output()
-        .context("running dpkg-deb")?;
+    let out =
+        Command::new("dpkg-deb").args(["--field"]).arg(deb).arg("Version").output().context("running dpkg-deb")?;
     if !out.status.success() {
-        bail!(
-            "{}: not a .deb ({})",
-            deb.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{}: not a .deb ({})", deb.display(), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
@@ -249,11 +206,7 @@ mod tests {
     use super::*;
 
     fn listing(deb: &Path) -> String {
-        let out = Command::new("dpkg-deb")
-            .arg("-c")
-            .arg(deb)
-            .output()
-            .unwrap();
+        let out = Command::new("dpkg-deb").arg("-c").arg(deb).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -261,12 +214,7 @@ mod tests {
     #[test]
     fn deb_has_release_layout() {
         let bins = tempfile::tempdir().unwrap();
-        for f in [
-            "agentsh",
-            "agentsh-shell-shim",
-            "agentsh-unixwrap",
-            "libagentsh-ptracer.so",
-        ] {
+        for f in ["agentsh", "agentsh-shell-shim", "agentsh-unixwrap", "libagentsh-ptracer.so"] {
             std::fs::write(bins.path().join(f), b"placeholder").unwrap();
         }
         let out = tempfile::tempdir().unwrap();
@@ -280,29 +228,14 @@ mod tests {
             "./usr/bin/agentsh-unixwrap",
             "./usr/lib/agentsh/libagentsh-ptracer.so",
         ] {
-            let line = listing
-                .lines()
-                .find(|l| l.ends_with(path))
-                .unwrap_or_else(|| panic!("{path} missing:\n{listing}"));
+            let line =
+                listing.lines().find(|l| l.ends_with(path)).unwrap_or_else(|| panic!("{path} missing:\n{listing}"));
             assert!(line.contains("root/root"), "{line}");
         }
-        assert!(
-            listing
-                .lines()
-                .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with("./usr/bin/agentsh")),
-            "{listing}"
-        );
-        assert!(
-            listing
-                .lines()
-                .any(|l| l.starts_with("drwxr-xr-x") && l.ends_with("./usr/lib/agentsh/")),
-            "{listing}"
-        );
+        assert!(listing.lines().any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with("./usr/bin/agentsh")), "{listing}");
+        assert!(listing.lines().any(|l| l.starts_with("drwxr-xr-x") && l.ends_with("./usr/lib/agentsh/")), "{listing}");
         // Only the final name: no .partial left beside it.
-        let names: Vec<_> = std::fs::read_dir(out.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
@@ -312,48 +245,20 @@ mod tests {
         for f in ["agentsh", "config.yaml"] {
             std::fs::write(src.path().join(f), b"placeholder").unwrap();
         }
-        let mut layout = Layout {
-            origin: "test".into(),
-            ..Layout::default()
-        };
-        layout.add(
-            src.path().join("agentsh"),
-            "/usr/bin/agentsh".into(),
-            0o755,
-            false,
-        );
-        layout.add(
-            src.path().join("config.yaml"),
-            "/etc/agentsh/config.yaml".into(),
-            0o644,
-            true,
-        );
+        let mut layout = Layout { origin: "test".into(), ..Layout::default() };
+        layout.add(src.path().join("agentsh"), "/usr/bin/agentsh".into(), 0o755, false);
+        layout.add(src.path().join("config.yaml"), "/etc/agentsh/config.yaml".into(), 0o644, true);
         layout.dirs.push(("/etc/agentsh/policies".into(), 0o755));
         let out = tempfile::tempdir().unwrap();
         let deb = build_deb(&layout, "0.20.1", out.path()).unwrap();
-        let conffiles = Command::new("dpkg-deb")
-            .arg("-I")
-            .arg(&deb)
-            .arg("conffiles")
-            .output()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&conffiles.stdout),
-            "/etc/agentsh/config.yaml\n"
-        );
+        let conffiles = Command::new("dpkg-deb").arg("-I").arg(&deb).arg("conffiles").output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&conffiles.stdout), "/etc/agentsh/config.yaml\n");
         let listing = listing(&deb);
         assert!(
-            listing
-                .lines()
-                .any(|l| l.starts_with("-rw-r--r--") && l.ends_with("./etc/agentsh/config.yaml")),
+            listing.lines().any(|l| l.starts_with("-rw-r--r--") && l.ends_with("./etc/agentsh/config.yaml")),
             "{listing}"
         );
-        assert!(
-            listing
-                .lines()
-                .any(|l| l.ends_with("./etc/agentsh/policies/")),
-            "{listing}"
-        );
+        assert!(listing.lines().any(|l| l.ends_with("./etc/agentsh/policies/")), "{listing}");
     }
 
     #[test]
@@ -364,11 +269,7 @@ mod tests {
         let mut no_server = Layout::default();
         no_server.add(f.clone(), "/usr/bin/agentsh-stub".into(), 0o755, false);
         assert!(
-            format!(
-                "{:#}",
-                build_deb(&no_server, "0.0.0", out.path()).unwrap_err()
-            )
-            .contains("no /usr/bin/agentsh")
+            format!("{:#}", build_deb(&no_server, "0.0.0", out.path()).unwrap_err()).contains("no /usr/bin/agentsh")
         );
         let mut escape = Layout::default();
         escape.add(f.clone(), "/usr/bin/agentsh".into(), 0o755, false);

@@ -27,9 +27,7 @@ const TAIL_LINES: usize = 20;
 /// else the `shared/agentsh` folder beside this checkout when it exists.
 pub fn snapshot_dirs() -> Vec<PathBuf> {
     match std::env::var_os("AGENTSH_BENCH_SOURCES") {
-        Some(v) => std::env::split_paths(&v)
-            .filter(|p| !p.as_os_str().is_empty())
-            .collect(),
+        Some(v) => std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect(),
         None => {
             let d = default_snapshot_dir();
             if d.is_dir() { vec![d] } else { Vec::new() }
@@ -44,24 +42,15 @@ fn default_snapshot_dir() -> PathBuf {
 
 /// The snapshot of `version` ("0.16.9") in [`snapshot_dirs`].
 pub fn find_snapshot(version: &str) -> Result<PathBuf> {
-    let names = [
-        format!("agentsh-v{version}.tar.gz"),
-        format!("agentsh-{version}.tar.gz"),
-    ];
+    let names = [format!("agentsh-v{version}.tar.gz"), format!("agentsh-{version}.tar.gz")];
     let dirs = snapshot_dirs();
     if dirs.is_empty() {
-        bail!(
-            "AGENTSH_BENCH_SOURCES is unset and {} does not exist",
-            default_snapshot_dir().display()
-        );
+        bail!("AGENTSH_BENCH_SOURCES is unset and {} does not exist", default_snapshot_dir().display());
     }
-    dirs.iter()
-        .flat_map(|d| names.iter().map(move |n| d.join(n)))
-        .find(|p| p.is_file())
-        .with_context(|| {
-            let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-            format!("no {} in {}", names[0], list.join(", "))
-        })
+    dirs.iter().flat_map(|d| names.iter().map(move |n| d.join(n))).find(|p| p.is_file()).with_context(|| {
+        let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        format!("no {} in {}", names[0], list.join(", "))
+    })
 }
 
 /// `src:PATH`: the cached .deb of the same content, else a build.
@@ -104,47 +93,27 @@ pub struct Source {
 
 impl Source {
     pub fn inspect(path: &Path) -> Result<Source> {
-        let path =
-            std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
+        let path = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
         let kind = if path.is_file() {
             if !is_tarball_name(&path) {
-                bail!(
-                    "{}: expected a .tar.gz snapshot or a source directory",
-                    path.display()
-                );
+                bail!("{}: expected a .tar.gz snapshot or a source directory", path.display());
             }
             Kind::Tarball
         } else if path.is_dir() {
-            if is_git_checkout(&path) {
-                Kind::GitCheckout
-            } else {
-                Kind::PlainDir
-            }
+            if is_git_checkout(&path) { Kind::GitCheckout } else { Kind::PlainDir }
         } else {
             bail!("{}: no such file or directory", path.display());
         };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let version = version_from_name(&name)
-            .or_else(|| {
-                (kind == Kind::GitCheckout)
-                    .then(|| describe_version(&path))
-                    .flatten()
-            })
+            .or_else(|| (kind == Kind::GitCheckout).then(|| describe_version(&path)).flatten())
             .unwrap_or_else(|| DEV_VERSION.to_string());
         let key = match kind {
             Kind::Tarball => Some(file_digest(&path)?),
             Kind::GitCheckout => Some(checkout_digest(&path)?),
             Kind::PlainDir => None,
         };
-        Ok(Source {
-            path,
-            kind,
-            version,
-            key,
-        })
+        Ok(Source { path, kind, version, key })
     }
 
     fn label(&self) -> String {
@@ -152,88 +121,48 @@ impl Source {
     }
 
     fn artifact(&self, deb: PathBuf, cached: bool) -> Artifact {
-        let source = if cached {
-            format!("cache ({})", self.label())
-        } else {
-            self.label()
-        };
-        Artifact {
-            deb,
-            version: self.version.clone(),
-            source,
-        }
+        let source = if cached { format!("cache ({})", self.label()) } else { self.label() };
+        Artifact { deb, version: self.version.clone(), source }
     }
 
     fn cache_dir(&self) -> Result<Option<PathBuf>> {
         let Some(key) = &self.key else {
             return Ok(None);
         };
-        Ok(Some(
-            super::cache_dir_for(&self.version)?.join(format!("src-{key}")),
-        ))
+        Ok(Some(super::cache_dir_for(&self.version)?.join(format!("src-{key}"))))
     }
 
     fn cached_deb(&self) -> Result<Option<PathBuf>> {
-        Ok(self
-            .cache_dir()?
-            .map(|d| d.join(deb_name(&self.version)))
-            .filter(|p| p.is_file()))
+        Ok(self.cache_dir()?.map(|d| d.join(deb_name(&self.version))).filter(|p| p.is_file()))
     }
 
     /// Builds and packs; returns the .deb (in the cache, or a temp dir for a plain directory).
     fn build(&self) -> Result<PathBuf> {
         let out_dir = match self.cache_dir()? {
             Some(d) => d,
-            None => tempfile::Builder::new()
-                .prefix("abench-agentsh-src-deb")
-                .tempdir()?
-                .keep(),
+            None => tempfile::Builder::new().prefix("abench-agentsh-src-deb").tempdir()?.keep(),
         };
-        std::fs::create_dir_all(&out_dir)
-            .with_context(|| format!("creating {}", out_dir.display()))?;
-        let mut run = Runner::new(
-            &out_dir.join("build.log"),
-            format!("agentsh v{}", self.version),
-        )?;
-        eprintln!(
-            "agentsh v{}: building from {} (log: {})",
-            self.version,
-            self.path.display(),
-            run.log_path.display()
-        );
+        std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+        let mut run = Runner::new(&out_dir.join("build.log"), format!("agentsh v{}", self.version))?;
+        eprintln!("agentsh v{}: building from {} (log: {})", self.version, self.path.display(), run.log_path.display());
         let t = Instant::now();
         let result = self.build_logged(&mut run, &out_dir);
         match &result {
-            Ok(deb) => run.note(&format!(
-                "built {} in {:.0} s",
-                deb.display(),
-                t.elapsed().as_secs_f64()
-            )),
+            Ok(deb) => run.note(&format!("built {} in {:.0} s", deb.display(), t.elapsed().as_secs_f64())),
             Err(e) => run.note(&format!("error: {e:#}")),
         }
         result.with_context(|| self.label())
     }
 
     fn build_logged(&self, run: &mut Runner, out_dir: &Path) -> Result<PathBuf> {
-        let work = tempfile::Builder::new()
-            .prefix("abench-agentsh-src")
-            .tempdir()?;
+        let work = tempfile::Builder::new().prefix("abench-agentsh-src").tempdir()?;
         let root = self.prepare_tree(run, work.path())?;
         let cfg = Config::load(&root)?;
         let (short_commit, full_commit) = self.commit();
         run.note(&format!("version {}, commit {full_commit}", self.version));
-        let vars = Vars {
-            version: self.version.clone(),
-            short_commit,
-            full_commit,
-            arch: deb_arch().to_string(),
-        };
+        let vars = Vars { version: self.version.clone(), short_commit, full_commit, arch: deb_arch().to_string() };
         let builds = cfg.deb_builds(&vars)?;
-        let hooks: Vec<HookCmd> = cfg
-            .hooks()
-            .into_iter()
-            .filter(|h| !skipped_hook(run, h))
-            .collect();
+        let hooks: Vec<HookCmd> = cfg.hooks().into_iter().filter(|h| !skipped_hook(run, h)).collect();
         let go = build::which_go()?;
         let env = step_env(&go)?;
         let bin_dir = work.path().join("out");
@@ -243,23 +172,15 @@ impl Source {
         for (i, b) in builds.iter().enumerate() {
             let mut cmd = go_build(&go, b, &root, &bin_dir, &vars.arch);
             cmd.envs(env.iter().map(|(k, v)| (k, v)));
-            run.step(
-                &format!("go build {}", b.main),
-                Some((i + 1, total)),
-                &mut cmd,
-            )?;
+            run.step(&format!("go build {}", b.main), Some((i + 1, total)), &mut cmd)?;
         }
         for (i, h) in hooks.iter().enumerate() {
             let mut cmd = Command::new("sh");
-            cmd.arg("-c")
-                .arg(&h.cmd)
-                .current_dir(h.dir.as_ref().map_or(root.clone(), |d| root.join(d)));
+            cmd.arg("-c").arg(&h.cmd).current_dir(h.dir.as_ref().map_or(root.clone(), |d| root.join(d)));
             cmd.envs(env.iter().map(|(k, v)| (k, v)));
             run.step(&h.cmd, Some((builds.len() + i + 1, total)), &mut cmd)?;
         }
-        let printed = run.timed("agentsh --version", || {
-            check_version(&bin_dir.join("agentsh"), &self.version)
-        })?;
+        let printed = run.timed("agentsh --version", || check_version(&bin_dir.join("agentsh"), &self.version))?;
         run.note(&format!("agentsh --version printed {printed:?}"));
         let (mut layout, warnings) = cfg.deb_layout(&builds, &root, &bin_dir, &vars)?;
         for w in warnings {
@@ -276,9 +197,7 @@ impl Source {
             })
             .collect();
         run.note(&format!("package contents:{listing}"));
-        run.timed("dpkg-deb --build", || {
-            package::build_deb(&layout, &self.version, out_dir)
-        })
+        run.timed("dpkg-deb --build", || package::build_deb(&layout, &self.version, out_dir))
     }
 
     /// Puts the source into `work` and returns its root (the folder holding .goreleaser.yml).
@@ -289,17 +208,11 @@ impl Source {
             Kind::Tarball => {
                 let mut tar = Command::new("tar");
                 tar.arg("xzf").arg(&self.path).arg("-C").arg(&dest);
-                run.step(
-                    &format!("unpacking {}", file_name(&self.path)),
-                    None,
-                    &mut tar,
-                )?;
+                run.step(&format!("unpacking {}", file_name(&self.path)), None, &mut tar)?;
                 single_subdir(&dest)
             }
             Kind::GitCheckout | Kind::PlainDir => {
-                run.timed(&format!("copying {}", self.path.display()), || {
-                    copy_tree(&self.path, &dest)
-                })?;
+                run.timed(&format!("copying {}", self.path.display()), || copy_tree(&self.path, &dest))?;
                 Ok(dest)
             }
         }
@@ -313,9 +226,7 @@ impl Source {
             Kind::PlainDir => None,
         };
         match full {
-            Some(c) if c.len() >= 7 && c.chars().all(|c| c.is_ascii_hexdigit()) => {
-                (c[..7].to_string(), c)
-            }
+            Some(c) if c.len() >= 7 && c.chars().all(|c| c.is_ascii_hexdigit()) => (c[..7].to_string(), c),
             _ => ("unknown".to_string(), "unknown".to_string()),
         }
     }
@@ -326,10 +237,7 @@ impl Source {
 fn skipped_hook(run: &mut Runner, h: &HookCmd) -> bool {
     let skip = h.cmd.split_whitespace().collect::<Vec<_>>() == ["go", "mod", "download"];
     if skip {
-        run.note(&format!(
-            "skipped hook `{}`: go build downloads what it needs",
-            h.cmd
-        ));
+        run.note(&format!("skipped hook `{}`: go build downloads what it needs", h.cmd));
     }
     skip
 }
@@ -338,11 +246,7 @@ fn go_build(go: &Path, b: &GoBuild, root: &Path, bin_dir: &Path, arch: &str) -> 
     let mut cmd = Command::new(go);
     cmd.current_dir(root).arg("build").arg("-trimpath");
     cmd.args(b.flags.iter().filter(|f| *f != "-trimpath"));
-    cmd.arg("-ldflags")
-        .arg(&b.ldflags)
-        .arg("-o")
-        .arg(bin_dir.join(&b.binary))
-        .arg(&b.main);
+    cmd.arg("-ldflags").arg(&b.ldflags).arg("-o").arg(bin_dir.join(&b.binary)).arg(&b.main);
     cmd.env("GOOS", "linux").env("GOARCH", arch);
     cmd.envs(b.env.iter().map(|(k, v)| (k, v)));
     cmd
@@ -351,10 +255,7 @@ fn go_build(go: &Path, b: &GoBuild, root: &Path, bin_dir: &Path, arch: &str) -> 
 /// Environment of every step: go on PATH (it may live only in /usr/local/go/bin, and hooks call
 /// it too), and no VCS stamping (a snapshot has no .git; the commit comes from ldflags).
 fn step_env(go: &Path) -> Result<Vec<(String, String)>> {
-    let go_dir = go
-        .parent()
-        .context("go binary without a directory")?
-        .to_path_buf();
+    let go_dir = go.parent().context("go binary without a directory")?.to_path_buf();
     let path = std::env::var_os("PATH").unwrap_or_default();
     let joined = std::env::join_paths(std::iter::once(go_dir).chain(std::env::split_paths(&path)))
         .context("building PATH for go")?;
@@ -367,19 +268,14 @@ fn step_env(go: &Path) -> Result<Vec<(String, String)>> {
         .chain(["-buildvcs=false".to_string()])
         .collect();
     let goflags = goflags.join(" ");
-    Ok(vec![
-        ("PATH".into(), joined.to_string_lossy().into_owned()),
-        ("GOFLAGS".into(), goflags),
-    ])
+    Ok(vec![("PATH".into(), joined.to_string_lossy().into_owned()), ("GOFLAGS".into(), goflags)])
 }
 
 /// The built server must report the version it is packaged as (the ldflags did their job).
 /// Returns what it printed.
 fn check_version(bin: &Path, version: &str) -> Result<String> {
-    let out = Command::new(bin)
-        .arg("--version")
-        .output()
-        .with_context(|| format!("running {} --version", bin.display()))?;
+    let out =
+        Command::new(bin).arg("--version").output().with_context(|| format!("running {} --version", bin.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let want = version.split('+').next().unwrap_or(version);
     match parse_version_output(&text) {
@@ -395,10 +291,7 @@ fn check_version(bin: &Path, version: &str) -> Result<String> {
 
 /// `agentsh-v0.16.9.tar.gz`, `agentsh-0.16.9` → `0.16.9`.
 pub fn version_from_name(name: &str) -> Option<String> {
-    let stem = name
-        .strip_suffix(".tar.gz")
-        .or_else(|| name.strip_suffix(".tgz"))
-        .unwrap_or(name);
+    let stem = name.strip_suffix(".tar.gz").or_else(|| name.strip_suffix(".tgz")).unwrap_or(name);
     let v = stem.strip_prefix("agentsh-")?;
     let v = v.strip_prefix('v').unwrap_or(v);
     is_semver(v).then(|| v.to_string())
@@ -411,10 +304,7 @@ fn describe_version(dir: &Path) -> Option<String> {
 }
 
 fn describe_to_version(described: &str) -> Option<String> {
-    let d = described
-        .trim()
-        .strip_prefix('v')
-        .unwrap_or(described.trim());
+    let d = described.trim().strip_prefix('v').unwrap_or(described.trim());
     if is_semver(d) {
         return Some(d.to_string());
     }
@@ -423,9 +313,7 @@ fn describe_to_version(described: &str) -> Option<String> {
     let ok = is_semver(tag)
         && !count.is_empty()
         && count.chars().all(|c| c.is_ascii_digit())
-        && hash
-            .strip_prefix('g')
-            .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()));
+        && hash.strip_prefix('g').is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()));
     ok.then(|| format!("{tag}+{count}.{hash}"))
 }
 
@@ -435,9 +323,7 @@ fn is_tarball_name(p: &Path) -> bool {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// A git work tree rooted at `dir` itself (not a folder inside some other repository).
@@ -452,44 +338,24 @@ fn is_git_checkout(dir: &Path) -> bool {
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("running git")?;
+    let out = Command::new("git").arg("-C").arg(dir).args(args).stdin(Stdio::null()).output().context("running git")?;
     if !out.status.success() {
-        bail!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
 }
 
 /// The commit `git archive` recorded in the tarball's pax header.
 fn tar_commit_id(tarball: &Path) -> Option<String> {
-    let mut gzip = Command::new("gzip")
-        .arg("-dc")
-        .arg(tarball)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
+    let mut gzip =
+        Command::new("gzip").arg("-dc").arg(tarball).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().ok()?;
     let stdout = gzip.stdout.take()?;
-    let out = Command::new("git")
-        .arg("get-tar-commit-id")
-        .stdin(stdout)
-        .output();
+    let out = Command::new("git").arg("get-tar-commit-id").stdin(stdout).output();
     // get-tar-commit-id reads only the first block: gzip then dies of SIGPIPE, which is expected.
     let _ = gzip.kill();
     let _ = gzip.wait();
     let out = out.ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn file_digest(path: &Path) -> Result<String> {
@@ -497,9 +363,7 @@ fn file_digest(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let n = f.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -519,9 +383,8 @@ fn checkout_digest(dir: &Path) -> Result<String> {
     }
     if !status.is_empty() {
         h.update(git(dir, &["diff", "HEAD", "--binary"])?.as_bytes());
-        for name in git(dir, &["ls-files", "--others", "--exclude-standard", "-z"])?
-            .split('\0')
-            .filter(|n| !n.is_empty())
+        for name in
+            git(dir, &["ls-files", "--others", "--exclude-standard", "-z"])?.split('\0').filter(|n| !n.is_empty())
         {
             h.update(name.as_bytes());
             h.update([0]);
@@ -585,8 +448,7 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
             copy_tree(&from, &to)?;
         } else if ty.is_symlink() {
             let target = std::fs::read_link(&from)?;
-            std::os::unix::fs::symlink(&target, &to)
-                .with_context(|| format!("linking {}", to.display()))?;
+            std::os::unix::fs::symlink(&target, &to).with_context(|| format!("linking {}", to.display()))?;
         } else if ty.is_file() {
             std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
         }
@@ -603,13 +465,8 @@ struct Runner {
 
 impl Runner {
     fn new(log_path: &Path, prefix: String) -> Result<Runner> {
-        let log =
-            File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
-        Ok(Runner {
-            log,
-            log_path: log_path.to_path_buf(),
-            prefix,
-        })
+        let log = File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        Ok(Runner { log, log_path: log_path.to_path_buf(), prefix })
     }
 
     /// A line in the log only; a log that cannot be written must not fail the build.
@@ -629,19 +486,12 @@ impl Runner {
     fn step(&mut self, label: &str, n: Option<(usize, usize)>, cmd: &mut Command) -> Result<()> {
         let title = self.start(label, n);
         let shown = show(cmd);
-        let dir = cmd
-            .get_current_dir()
-            .map(|d| format!(" (in {})", d.display()))
-            .unwrap_or_default();
+        let dir = cmd.get_current_dir().map(|d| format!(" (in {})", d.display())).unwrap_or_default();
         writeln!(self.log, "\n==> {title}\n$ {shown}{dir}")?;
         self.log.flush()?;
         let from = self.log.metadata()?.len();
         let t = Instant::now();
-        let status = cmd
-            .stdin(Stdio::null())
-            .stdout(self.log.try_clone()?)
-            .stderr(self.log.try_clone()?)
-            .status();
+        let status = cmd.stdin(Stdio::null()).stdout(self.log.try_clone()?).stderr(self.log.try_clone()?).status();
         let secs = t.elapsed().as_secs_f64();
         eprintln!("{secs:.0} s");
         let status = status.with_context(|| format!("starting `{shown}`"))?;
@@ -696,18 +546,9 @@ mod tests {
 
     #[test]
     fn versions_from_names() {
-        assert_eq!(
-            version_from_name("agentsh-v0.16.9.tar.gz").as_deref(),
-            Some("0.16.9")
-        );
-        assert_eq!(
-            version_from_name("agentsh-0.20.1").as_deref(),
-            Some("0.20.1")
-        );
-        assert_eq!(
-            version_from_name("agentsh-v0.21.0-rc1.tgz").as_deref(),
-            Some("0.21.0-rc1")
-        );
+        assert_eq!(version_from_name("agentsh-v0.16.9.tar.gz").as_deref(), Some("0.16.9"));
+        assert_eq!(version_from_name("agentsh-0.20.1").as_deref(), Some("0.20.1"));
+        assert_eq!(version_from_name("agentsh-v0.21.0-rc1.tgz").as_deref(), Some("0.21.0-rc1"));
         assert_eq!(version_from_name("agentsh"), None);
         assert_eq!(version_from_name("agentsh-main.tar.gz"), None);
         assert_eq!(version_from_name("other-v1.2.3.tar.gz"), None);
@@ -716,10 +557,7 @@ mod tests {
     #[test]
     fn describe_output_becomes_a_version() {
         assert_eq!(describe_to_version("v0.16.9\n").as_deref(), Some("0.16.9"));
-        assert_eq!(
-            describe_to_version("v0.16.9-3-g1a2b3c4").as_deref(),
-            Some("0.16.9+3.g1a2b3c4")
-        );
+        assert_eq!(describe_to_version("v0.16.9-3-g1a2b3c4").as_deref(), Some("0.16.9+3.g1a2b3c4"));
         assert_eq!(describe_to_version("nightly-3-g1a2b3c4"), None);
         assert_eq!(describe_to_version("v0.16.9-x-g1a2b3c4"), None);
     }
@@ -751,18 +589,10 @@ mod tests {
     #[test]
     fn shown_commands_can_be_pasted() {
         let mut cmd = Command::new("go");
-        cmd.args([
-            "build",
-            "-ldflags",
-            "-s -w -X main.version=0.16.9",
-            "./cmd/agentsh",
-        ])
-        .env("CGO_ENABLED", "1")
-        .env("PATH", "/x");
-        assert_eq!(
-            show(&cmd),
-            "CGO_ENABLED=1 go build -ldflags '-s -w -X main.version=0.16.9' ./cmd/agentsh"
-        );
+        cmd.args(["build", "-ldflags", "-s -w -X main.version=0.16.9", "./cmd/agentsh"])
+            .env("CGO_ENABLED", "1")
+            .env("PATH", "/x");
+        assert_eq!(show(&cmd), "CGO_ENABLED=1 go build -ldflags '-s -w -X main.version=0.16.9' ./cmd/agentsh");
     }
 
     #[test]
@@ -771,15 +601,9 @@ mod tests {
         let mut run = Runner::new(&d.path().join("build.log"), "test".into()).unwrap();
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "for i in $(seq 1 30); do echo line$i; done; exit 3"]);
-        let e = format!(
-            "{:#}",
-            run.step("fail", Some((1, 1)), &mut cmd).unwrap_err()
-        );
+        let e = format!("{:#}", run.step("fail", Some((1, 1)), &mut cmd).unwrap_err());
         assert!(e.contains("`sh -c 'for i in"), "{e}");
-        assert!(
-            e.contains("line30") && e.contains("line11") && !e.contains("line10\n"),
-            "{e}"
-        );
+        assert!(e.contains("line30") && e.contains("line11") && !e.contains("line10\n"), "{e}");
         assert!(e.contains("build.log"), "{e}");
     }
 }

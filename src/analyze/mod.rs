@@ -22,7 +22,8 @@ pub struct OpLatency {
 /// Reads `<run>/histograms/<workload>/*.{response,service}.hlog`; tags are `target/op`.
 pub fn load(run: &Path, workload: &str) -> Result<BTreeMap<String, OpLatency>> {
     let dir = run.join("histograms").join(workload);
-    let entries = std::fs::read_dir(&dir).with_context(|| format!("reading {} (no workload {workload:?} in this run?)", dir.display()))?;
+    let entries = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {} (no workload {workload:?} in this run?)", dir.display()))?;
     let mut ops: BTreeMap<String, OpLatency> = BTreeMap::new();
     for e in entries {
         let path = e?.path();
@@ -100,7 +101,11 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> Result<()> {
     for r in rows {
         let mut rec = vec![r.op.clone(), r.base_count.to_string(), r.run_count.to_string()];
         for (_, b, x) in r.response.iter().chain(&r.service) {
-            rec.extend([format!("{:.3}", *b as f64 / 1000.0), format!("{:.3}", *x as f64 / 1000.0), format!("{:.3}", ratio(*b, *x))]);
+            rec.extend([
+                format!("{:.3}", *b as f64 / 1000.0),
+                format!("{:.3}", *x as f64 / 1000.0),
+                format!("{:.3}", ratio(*b, *x)),
+            ]);
         }
         w.write_record(&rec)?;
     }
@@ -109,7 +114,10 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> Result<()> {
 }
 
 pub fn print(rows: &[Row]) {
-    println!("{:<14} {:>9} {:>9} {:>12} {:>12} {:>9} {:>12} {:>12} {:>9}", "op", "base n", "run n", "p50 base ms", "p50 run ms", "p50 ×", "p99 base ms", "p99 run ms", "p99 ×");
+    println!(
+        "{:<14} {:>9} {:>9} {:>12} {:>12} {:>9} {:>12} {:>12} {:>9}",
+        "op", "base n", "run n", "p50 base ms", "p50 run ms", "p50 ×", "p99 base ms", "p99 run ms", "p99 ×"
+    );
     for r in rows {
         let (_, b50, r50) = r.response[0];
         let (_, b99, r99) = r.response[2];
@@ -145,7 +153,8 @@ mod tests {
                     for v in 1..=100u64 {
                         h.record((base + v) * scale).unwrap();
                     }
-                    w.interval(&format!("{t}/{op}"), 0, 1000, h.max(), &crate::schema::encode_histogram(&h).unwrap()).unwrap();
+                    w.interval(&format!("{t}/{op}"), 0, 1000, h.max(), &crate::schema::encode_histogram(&h).unwrap())
+                        .unwrap();
                 }
                 w.flush().unwrap();
             }

@@ -51,7 +51,8 @@ pub fn load(dir: &Path) -> Result<BTreeMap<TestId, (String, State)>> {
     let path = dir.join("summary.csv");
     let mut r = csv::Reader::from_path(&path).with_context(|| format!("reading the baseline {}", path.display()))?;
     let h = r.headers()?.clone();
-    let col = |name: &str| h.iter().position(|x| x == name).with_context(|| format!("{}: no column {name}", path.display()));
+    let col =
+        |name: &str| h.iter().position(|x| x == name).with_context(|| format!("{}: no column {name}", path.display()));
     let (id, test, held, violated, inconclusive, flaky) =
         (col("test_id")?, col("test")?, col("held")?, col("violated")?, col("inconclusive")?, col("flaky")?);
     let mut per: BTreeMap<TestId, (String, Vec<Counts>)> = BTreeMap::new();
@@ -61,9 +62,18 @@ pub fn load(dir: &Path) -> Result<BTreeMap<TestId, (String, State)>> {
             rec.get(c).unwrap_or_default().parse().with_context(|| format!("{}:{}: not a count", path.display(), i + 2))
         };
         // A suite test's number, or `integrity`.
-        let test_id: TestId = rec.get(id).unwrap_or_default().parse().with_context(|| format!("{}:{}: not a test id", path.display(), i + 2))?;
+        let test_id: TestId = rec
+            .get(id)
+            .unwrap_or_default()
+            .parse()
+            .with_context(|| format!("{}:{}: not a test id", path.display(), i + 2))?;
         let entry = per.entry(test_id).or_insert_with(|| (rec.get(test).unwrap_or_default().to_string(), Vec::new()));
-        entry.1.push(Counts { held: num(held)?, violated: num(violated)?, inconclusive: num(inconclusive)?, flaky: rec.get(flaky) == Some("true") });
+        entry.1.push(Counts {
+            held: num(held)?,
+            violated: num(violated)?,
+            inconclusive: num(inconclusive)?,
+            flaky: rec.get(flaky) == Some("true"),
+        });
     }
     Ok(per.into_iter().map(|(id, (name, counts))| (id, (name, state(&counts)))).collect())
 }
@@ -113,10 +123,18 @@ pub fn find(before: &BTreeMap<TestId, (String, State)>, now: &BTreeMap<TestId, (
 pub fn write_csv(path: &Path, regs: &[Regression]) -> Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     w.write_record(["test_id", "test", "before", "now", "change"])?;
-    let name = |v: serde_json::Result<serde_json::Value>| v.ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let name = |v: serde_json::Result<serde_json::Value>| {
+        v.ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    };
     for r in regs {
         let s = |s: State| name(serde_json::to_value(s));
-        w.write_record([r.test_id.to_string(), r.test.clone(), s(r.before), s(r.now), name(serde_json::to_value(r.change))])?;
+        w.write_record([
+            r.test_id.to_string(),
+            r.test.clone(),
+            s(r.before),
+            s(r.now),
+            name(serde_json::to_value(r.change)),
+        ])?;
     }
     w.flush().with_context(|| format!("flushing {}", path.display()))?;
     Ok(())
@@ -141,16 +159,26 @@ mod tests {
 
     #[test]
     fn held_then_violated_or_flaky_is_a_regression_and_nothing_else_is() {
-        let m = |v: &[(u32, State)]| v.iter().map(|(i, s)| (TestId::Suite(*i), (format!("t{i}"), *s))).collect::<BTreeMap<_, _>>();
-        let before = m(&[(1, State::Held), (2, State::Held), (3, State::Violated), (4, State::Held), (5, State::Inconclusive)]);
-        let now = m(&[(1, State::Violated), (2, State::Flaky), (3, State::Violated), (4, State::Held), (5, State::Violated)]);
+        let m = |v: &[(u32, State)]| {
+            v.iter().map(|(i, s)| (TestId::Suite(*i), (format!("t{i}"), *s))).collect::<BTreeMap<_, _>>()
+        };
+        let before =
+            m(&[(1, State::Held), (2, State::Held), (3, State::Violated), (4, State::Held), (5, State::Inconclusive)]);
+        let now =
+            m(&[(1, State::Violated), (2, State::Flaky), (3, State::Violated), (4, State::Held), (5, State::Violated)]);
         let r = find(&before, &now);
         let broken: Vec<TestId> = r.iter().filter(|r| r.change == Change::Broken).map(|r| r.test_id).collect();
         assert_eq!(broken, [TestId::Suite(1), TestId::Suite(2)]);
         assert_eq!(r.iter().find(|r| r.test_id == TestId::Suite(3)).map(|r| r.change), Some(Change::StillFailing));
-        assert!(r.iter().all(|r| r.test_id != TestId::Suite(4) && r.test_id != TestId::Suite(5)), "unchanged held, and inconclusive → violated, are neither");
+        assert!(
+            r.iter().all(|r| r.test_id != TestId::Suite(4) && r.test_id != TestId::Suite(5)),
+            "unchanged held, and inconclusive → violated, are neither"
+        );
         let fixed = find(&now, &before);
-        assert_eq!(fixed.iter().filter(|r| r.change == Change::Fixed).map(|r| r.test_id).collect::<Vec<_>>(), [TestId::Suite(1), TestId::Suite(2)]);
+        assert_eq!(
+            fixed.iter().filter(|r| r.change == Change::Fixed).map(|r| r.test_id).collect::<Vec<_>>(),
+            [TestId::Suite(1), TestId::Suite(2)]
+        );
     }
 
     #[test]
@@ -171,7 +199,11 @@ mod tests {
         let out = dir.path().join("regressions.csv");
         write_csv(&out, &r).unwrap();
         assert!(std::fs::read_to_string(&out).unwrap().contains("\nintegrity,integrity,held,violated,broken\n"));
-        std::fs::write(dir.path().join("summary.csv"), "test_id,test,target,held,violated,inconclusive,skipped_env,informational,flaky\nx,t,a,1,0,0,0,0,false\n").unwrap();
+        std::fs::write(
+            dir.path().join("summary.csv"),
+            "test_id,test,target,held,violated,inconclusive,skipped_env,informational,flaky\nx,t,a,1,0,0,0,0,false\n",
+        )
+        .unwrap();
         assert!(format!("{:#}", load(dir.path()).unwrap_err()).contains("summary.csv:2: not a test id"));
     }
 }

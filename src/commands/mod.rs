@@ -55,9 +55,16 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
     }
 }
 
-fn control_only(kind: ProviderKind, engine: Engine, exe_host: &str, exe_ssh_config: Option<&Path>) -> Result<Box<dyn Provider>> {
+fn control_only(
+    kind: ProviderKind,
+    engine: Engine,
+    exe_host: &str,
+    exe_ssh_config: Option<&Path>,
+) -> Result<Box<dyn Provider>> {
     if kind == ProviderKind::Ssh {
-        return Err(exit::usage("inventory hosts are not created or destroyed by the harness; nothing to list or remove"));
+        return Err(exit::usage(
+            "inventory hosts are not created or destroyed by the harness; nothing to list or remove",
+        ));
     }
     provider::build(ProviderOpts { kind, engine, inventory: None, exe_host, exe_ssh_config })
 }
@@ -90,7 +97,12 @@ pub struct Provisioned {
 }
 
 /// Checks the arguments before anything slow, obtains agentsh, then creates and hardens the targets.
-pub async fn provision(args: &TargetArgs, provider: &dyn Provider, run: &str, out: Option<&Path>) -> Result<Provisioned> {
+pub async fn provision(
+    args: &TargetArgs,
+    provider: &dyn Provider,
+    run: &str,
+    out: Option<&Path>,
+) -> Result<Provisioned> {
     args.validate()?;
     let spec = Spec::parse(&args.agentsh)?;
     // Checked before the (possibly long) build, then again with the version's own overrides.
@@ -191,12 +203,17 @@ async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep:
     // The suite, its integrity excludes and its environment file are checked before anything is
     // provisioned.
     let suite = if w.iterations > 0 {
-        Some((crate::suite::load(&crate::suite::suite_dir())?, crate::suite::integrity::load(&crate::suite::integrity::default_path())?))
+        Some((
+            crate::suite::load(&crate::suite::suite_dir())?,
+            crate::suite::integrity::load(&crate::suite::integrity::default_path())?,
+        ))
     } else {
         None
     };
     let baseline = match &w.baseline {
-        Some(dir) if w.iterations > 0 => Some(crate::analyze::regressions::load(dir).map_err(|e| exit::usage(format!("--baseline: {e:#}")))?),
+        Some(dir) if w.iterations > 0 => {
+            Some(crate::analyze::regressions::load(dir).map_err(|e| exit::usage(format!("--baseline: {e:#}")))?)
+        }
         Some(_) => return Err(exit::usage("--baseline compares suite verdicts: it needs --iterations of 1 or more")),
         None => None,
     };
@@ -268,14 +285,27 @@ fn report_expectations(suite: &crate::suite::Suite, rows: &[crate::suite::run::R
             println!("expectations: none recorded for agentsh {v} (scenarios/expectations/v{v}.toml)");
             continue;
         };
-        let got: Vec<_> = rows.iter().filter(|r| r.agentsh_version == v).filter_map(|r| Some((r.test_id.number()?, r.verdict))).collect();
+        let got: Vec<_> = rows
+            .iter()
+            .filter(|r| r.agentsh_version == v)
+            .filter_map(|r| Some((r.test_id.number()?, r.verdict)))
+            .collect();
         let diffs = expectations::compare(&expected, &got);
         if diffs.is_empty() {
-            println!("expectations: agentsh {v} gave the verdicts recorded for it ({} not held, each with its reason)", expected.len());
+            println!(
+                "expectations: agentsh {v} gave the verdicts recorded for it ({} not held, each with its reason)",
+                expected.len()
+            );
         } else {
             println!("expectations: agentsh {v} differs from its recorded verdicts in {} test(s):", diffs.len());
             for d in &diffs {
-                println!("  {:>2} expected {:?}, got {:?}{}", d.test_id, d.expected, d.got, if d.reason.is_empty() { String::new() } else { format!(" (expected because: {})", d.reason) });
+                println!(
+                    "  {:>2} expected {:?}, got {:?}{}",
+                    d.test_id,
+                    d.expected,
+                    d.got,
+                    if d.reason.is_empty() { String::new() } else { format!(" (expected because: {})", d.reason) }
+                );
             }
         }
         all.extend(diffs.into_iter().map(|d| (v.to_string(), d)));
@@ -293,14 +323,20 @@ pub(crate) async fn run_suite(
     integrity: &crate::suite::integrity::Excludes,
     w: &WorkloadArgs,
     gaps: &std::collections::BTreeMap<String, String>,
-    baseline: Option<&std::collections::BTreeMap<crate::suite::run::TestId, (String, crate::analyze::regressions::State)>>,
+    baseline: Option<
+        &std::collections::BTreeMap<crate::suite::run::TestId, (String, crate::analyze::regressions::State)>,
+    >,
     run: &str,
 ) -> Result<(u8, bool)> {
     use crate::report::verdicts;
     let (iterations, shuffle) = (w.iterations, w.shuffle);
     let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
     let board = Board::new();
-    board.println(&format!("suite: {} tests × {iterations} iteration(s) on {} target(s)", suite.tests.len(), ready.len()));
+    board.println(&format!(
+        "suite: {} tests × {iterations} iteration(s) on {} target(s)",
+        suite.tests.len(),
+        ready.len()
+    ));
     let cx = crate::suite::run::SuiteRun {
         suite,
         iterations,
@@ -350,7 +386,11 @@ pub(crate) async fn run_suite(
         use crate::analyze::regressions::{Change, find, write_csv};
         let changes = find(before, &verdicts::states(&tallies));
         write_csv(&p.dir.path.join("regressions.csv"), &changes)?;
-        for (change, title) in [(Change::Broken, "REGRESSIONS against the baseline (held there)"), (Change::Fixed, "fixed since the baseline"), (Change::StillFailing, "still failing, as in the baseline")] {
+        for (change, title) in [
+            (Change::Broken, "REGRESSIONS against the baseline (held there)"),
+            (Change::Fixed, "fixed since the baseline"),
+            (Change::StillFailing, "still failing, as in the baseline"),
+        ] {
             let these: Vec<_> = changes.iter().filter(|r| r.change == change).collect();
             if !these.is_empty() {
                 println!("{title} ({}):", these.len());
@@ -379,7 +419,13 @@ pub(crate) async fn run_suite(
 async fn run_workload(p: &Provisioned, plan: &Plan) -> Result<(u8, bool)> {
     let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
     let board = Board::new();
-    board.println(&format!("workload {} on {} target(s): {:?}, {} s", plan.name, ready.len(), plan.load, plan.duration_ms / 1000));
+    board.println(&format!(
+        "workload {} on {} target(s): {:?}, {} s",
+        plan.name,
+        ready.len(),
+        plan.load,
+        plan.duration_ms / 1000
+    ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = std::sync::Arc::new(stop_tx);
     let on_ctrl_c = {
@@ -390,7 +436,8 @@ async fn run_workload(p: &Provisioned, plan: &Plan) -> Result<(u8, bool)> {
             }
         })
     };
-    let results = crate::workload::remote::run_all(&ready, plan, "", &p.control_dir, &p.dir.path, &board, stop_rx).await;
+    let results =
+        crate::workload::remote::run_all(&ready, plan, "", &p.control_dir, &p.dir.path, &board, stop_rx).await;
     on_ctrl_c.abort();
     let interrupted = *stop_tx.borrow();
     let mut rows = Vec::new();
@@ -416,7 +463,10 @@ async fn run_workload(p: &Provisioned, plan: &Plan) -> Result<(u8, bool)> {
     }
     crate::report::write_latency_csv(&p.dir.path.join("latency.csv"), &rows)?;
     render_charts(&p.dir.path, &plan.name, &ready).await;
-    p.dir.write_json("workload.json", &serde_json::json!({"plan": plan, "interrupted": interrupted, "targets": per_target}))?;
+    p.dir.write_json(
+        "workload.json",
+        &serde_json::json!({"plan": plan, "interrupted": interrupted, "targets": per_target}),
+    )?;
     crate::report::print_summary(&rows);
     let wrong: u64 = rows.iter().map(|r| r.wrong).sum();
     let code = if failed > 0 {
@@ -446,7 +496,11 @@ async fn up(args: &TargetArgs, out: Option<&Path>) -> Result<u8> {
     for o in p.outcomes.iter().flatten() {
         println!("{}\t{}", o.target.name, o.target.ssh.hint());
     }
-    println!("run {run}: {}/{} ready; `agentsh-bench down --run {run}` removes them", provision::ready_count(&p.outcomes), p.outcomes.len());
+    println!(
+        "run {run}: {}/{} ready; `agentsh-bench down --run {run}` removes them",
+        provision::ready_count(&p.outcomes),
+        p.outcomes.len()
+    );
     Ok(if provision::ready_count(&p.outcomes) == p.outcomes.len() { exit::OK } else { exit::INFRA })
 }
 
@@ -457,15 +511,19 @@ async fn render_charts(dir: &Path, workload: &str, ready: &[provision::Ready]) {
         .iter()
         .map(|r| {
             let name = r.target.name.clone();
-            (dir.join("histograms").join(workload).join(format!("{name}.response.hlog")), dir.join("charts").join(workload), name)
+            (
+                dir.join("histograms").join(workload).join(format!("{name}.response.hlog")),
+                dir.join("charts").join(workload),
+                name,
+            )
         })
         .collect();
     let result = tokio::task::spawn_blocking(move || {
         for (hlog, out, name) in jobs {
-            if hlog.is_file() {
-                if let Err(e) = crate::report::charts::render(&hlog, &out, &name, &name) {
-                    eprintln!("warning: charts for {name}: {e:#}");
-                }
+            if hlog.is_file()
+                && let Err(e) = crate::report::charts::render(&hlog, &out, &name, &name)
+            {
+                eprintln!("warning: charts for {name}: {e:#}");
             }
         }
     })
@@ -522,8 +580,19 @@ fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
             let both: Vec<String> = workloads(base).intersection(&workloads(run)).cloned().collect();
             match both.as_slice() {
                 [one] => one.clone(),
-                [] => return Err(exit::usage(format!("{} and {} have no workload in common", base.display(), run.display()))),
-                many => return Err(exit::usage(format!("both runs have several workloads ({}): pick one with --workload", many.join(", ")))),
+                [] => {
+                    return Err(exit::usage(format!(
+                        "{} and {} have no workload in common",
+                        base.display(),
+                        run.display()
+                    )));
+                }
+                many => {
+                    return Err(exit::usage(format!(
+                        "both runs have several workloads ({}): pick one with --workload",
+                        many.join(", ")
+                    )));
+                }
             }
         }
     };
@@ -557,7 +626,9 @@ async fn manifest(config_file: std::path::PathBuf, alias: String, against: Optio
     let control_dir = crate::paths::runtime_dir().join(format!("manifest-{}", std::process::id()));
     let dest = crate::control::SshDest { config_file, alias };
     // In a block of its own: the connection ends before its control directory is removed.
-    let taken = async { integrity::take(&crate::control::Conn::connect(&dest.alias, &dest, &control_dir, 3).await?).await }.await;
+    let taken =
+        async { integrity::take(&crate::control::Conn::connect(&dest.alias, &dest, &control_dir, 3).await?).await }
+            .await;
     let _ = std::fs::remove_dir_all(&control_dir);
     let now = taken?;
     let Some(before) = before else {

@@ -74,7 +74,8 @@ pub fn run(plan: &Plan, out: &mut impl Write) -> Result<()> {
     let runner = ops::Runner::new(plan, fixture.port())?;
     let workers = plan.load.workers().max(1);
     let t0 = Instant::now();
-    let epoch_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let epoch_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     emit(out, &Record::Started { epoch_ms, ops: plan.ops.iter().map(|o| o.name.clone()).collect(), workers })?;
 
     let measure_from = t0 + Duration::from_millis(plan.warmup_ms);
@@ -101,7 +102,13 @@ pub fn run(plan: &Plan, out: &mut impl Write) -> Result<()> {
                             wait_until(job.intended, spin);
                             let started = Instant::now();
                             let outcome = runner.run(job.op, w);
-                            let _ = tx.send(Done { op: job.op, intended: job.intended, started, ended: Instant::now(), outcome });
+                            let _ = tx.send(Done {
+                                op: job.op,
+                                intended: job.intended,
+                                started,
+                                ended: Instant::now(),
+                                outcome,
+                            });
                         }
                     });
                 }
@@ -246,7 +253,14 @@ impl OpInterval {
     }
 }
 
-fn record(plan: &Plan, t0: Instant, from: Instant, end: Instant, rx: &chan::Receiver<Done>, out: &mut impl Write) -> Result<()> {
+fn record(
+    plan: &Plan,
+    t0: Instant,
+    from: Instant,
+    end: Instant,
+    rx: &chan::Receiver<Done>,
+    out: &mut impl Write,
+) -> Result<()> {
     let interval = Duration::from_millis(plan.interval_ms.max(1));
     let late_after = Duration::from_micros(plan.late_after_us);
     let mut cur: Vec<OpInterval> = plan.ops.iter().map(|_| OpInterval::new()).collect();
@@ -254,7 +268,12 @@ fn record(plan: &Plan, t0: Instant, from: Instant, end: Instant, rx: &chan::Rece
     let mut finished = Finished::default();
     let mut samples: BTreeMap<String, Vec<String>> = BTreeMap::new();
 
-    let flush = |cur: &mut Vec<OpInterval>, start: Instant, len: Duration, out: &mut dyn Write, fin: &mut Finished| -> Result<()> {
+    let flush = |cur: &mut Vec<OpInterval>,
+                 start: Instant,
+                 len: Duration,
+                 out: &mut dyn Write,
+                 fin: &mut Finished|
+     -> Result<()> {
         let rss = crate::procstat::current_rss() / 1024;
         for (spec, st) in plan.ops.iter().zip(cur.iter_mut()) {
             let r = Record::Interval(Interval {
@@ -372,12 +391,19 @@ mod tests {
         .unwrap();
         let mut out = Vec::new();
         run(&plan, &mut out).unwrap();
-        let records: Vec<Record> = String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let records: Vec<Record> =
+            String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert!(matches!(records.first(), Some(Record::Started { .. })));
         let Some(Record::Finished(f)) = records.last() else { panic!("no finished record") };
         assert_eq!(f.completed, 600, "2000/s × 0.3 s");
         let count = |op: &str| -> u64 {
-            records.iter().filter_map(|r| match r { Record::Interval(i) if i.op == op => Some(i.count), _ => None }).sum()
+            records
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Interval(i) if i.op == op => Some(i.count),
+                    _ => None,
+                })
+                .sum()
         };
         assert_eq!((count("a"), count("b")), (450, 150));
         assert!(records.iter().all(|r| !matches!(r, Record::Interval(i) if i.start_ms < 100)), "warm-up reported");

@@ -72,15 +72,15 @@ impl Runner {
         if code != Some(expect.exit) {
             return Outcome::Wrong(format!("exit {code:?}, expected {}; stderr: {}", expect.exit, stderr.trim()));
         }
-        if let Some(want) = &expect.stdout_contains {
-            if !stdout.contains(want.as_str()) {
-                return Outcome::Wrong(format!("stdout lacks {want:?}: {}", stdout.trim()));
-            }
+        if let Some(want) = &expect.stdout_contains
+            && !stdout.contains(want.as_str())
+        {
+            return Outcome::Wrong(format!("stdout lacks {want:?}: {}", stdout.trim()));
         }
-        if let Some(want) = &expect.stderr_contains {
-            if !stderr.contains(want.as_str()) {
-                return Outcome::Wrong(format!("stderr lacks {want:?}: {}", stderr.trim()));
-            }
+        if let Some(want) = &expect.stderr_contains
+            && !stderr.contains(want.as_str())
+        {
+            return Outcome::Wrong(format!("stderr lacks {want:?}: {}", stderr.trim()));
         }
         Outcome::Ok
     }
@@ -164,7 +164,15 @@ impl Watchdog {
                 for w in map.values_mut() {
                     if !w.killed && now >= w.deadline {
                         // SAFETY: a plain syscall on a pidfd we own; ESRCH once the child is gone.
-                        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, w.pidfd, libc::SIGKILL, std::ptr::null::<u8>(), 0) };
+                        unsafe {
+                            libc::syscall(
+                                libc::SYS_pidfd_send_signal,
+                                w.pidfd,
+                                libc::SIGKILL,
+                                std::ptr::null::<u8>(),
+                                0,
+                            )
+                        };
                         w.killed = true;
                     }
                 }
@@ -177,10 +185,10 @@ impl Watchdog {
     fn watch(&self, pid: u32, timeout: Duration) -> WatchGuard<'_> {
         // SAFETY: pidfd_open takes a pid and flags and returns a new fd (or -1).
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
-        if pidfd >= 0 {
-            if let Ok(mut m) = self.deadlines.lock() {
-                m.insert(pid, Watched { pidfd, deadline: Instant::now() + timeout, killed: false });
-            }
+        if pidfd >= 0
+            && let Ok(mut m) = self.deadlines.lock()
+        {
+            m.insert(pid, Watched { pidfd, deadline: Instant::now() + timeout, killed: false });
         }
         WatchGuard { dog: self, pid }
     }

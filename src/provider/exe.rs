@@ -59,7 +59,16 @@ impl ExeProvider {
         if let Some(cfg) = &self.ssh_config {
             c.arg("-F").arg(cfg);
         }
-        c.args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]);
+        c.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ]);
         c.arg(&self.host).args(args);
         let out = tokio::time::timeout(std::time::Duration::from_secs(180), c.output())
             .await
@@ -145,7 +154,8 @@ impl Provider for ExeProvider {
     async fn destroy(&self, run: Option<&str>) -> Result<Vec<String>> {
         let names: Vec<String> =
             self.list().await?.into_iter().filter(|t| run.is_none_or(|r| t.run == r)).map(|t| t.name).collect();
-        let results = futures::future::join_all(names.iter().map(|n| async move { self.control(&["rm", n]).await })).await;
+        let results =
+            futures::future::join_all(names.iter().map(|n| async move { self.control(&["rm", n]).await })).await;
         for (n, r) in names.iter().zip(&results) {
             if let Err(e) = r {
                 tracing::warn!(vm = %n, "exe rm failed: {e:#}");
@@ -161,7 +171,8 @@ mod tests {
 
     #[test]
     fn ls_accepts_both_documented_shapes() {
-        let wrapped: LsReply = serde_json::from_str(r#"{"vms":[{"vm_name":"abench-r-0","status":"running"}]}"#).unwrap();
+        let wrapped: LsReply =
+            serde_json::from_str(r#"{"vms":[{"vm_name":"abench-r-0","status":"running"}]}"#).unwrap();
         let bare: LsReply = serde_json::from_str(r#"[{"name":"abench-r-1"}]"#).unwrap();
         assert!(matches!(wrapped, LsReply::Wrapped { ref vms } if vms[0].vm_name == "abench-r-0"));
         assert!(matches!(bare, LsReply::Bare(ref vms) if vms[0].vm_name == "abench-r-1"));

@@ -72,7 +72,8 @@ fn fuse_minor(line: &str) -> Option<u32> {
 /// The host may not have fusectl mounted (it is not by default in containers or minimal hosts).
 fn ensure_fusectl() -> Result<()> {
     let mounted = std::fs::read_dir(CONNECTIONS).is_ok_and(|mut d| d.next().is_some())
-        || std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some("fusectl")));
+        || std::fs::read_to_string("/proc/self/mounts")
+            .is_ok_and(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some("fusectl")));
     if mounted {
         return Ok(());
     }

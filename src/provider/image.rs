@@ -52,8 +52,12 @@ pub fn exists(engine: Engine, tag: &str) -> Result<bool> {
 
 pub fn engine_missing(engine: Engine) -> String {
     match engine {
-        Engine::Podman => "cannot run `podman`: install it with `apt-get install podman runc` (or run scripts/setup-host.sh)".into(),
-        Engine::Docker => "cannot run `docker`: install the docker engine (Debian package docker.io) and start it".into(),
+        Engine::Podman => {
+            "cannot run `podman`: install it with `apt-get install podman runc` (or run scripts/setup-host.sh)".into()
+        }
+        Engine::Docker => {
+            "cannot run `docker`: install the docker engine (Debian package docker.io) and start it".into()
+        }
     }
 }
 
@@ -72,7 +76,12 @@ pub fn ensure(engine: Engine, rebuild: bool) -> Result<String> {
         .output()
         .with_context(|| engine_missing(engine))?;
     if !out.status.success() {
-        bail!("{} import {} failed: {}", engine.program(), tarball.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{} import {} failed: {}",
+            engine.program(),
+            tarball.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     tracing::info!(tag, secs = started.elapsed().as_secs_f64(), "image imported");
     eprintln!("image: imported {tag} in {:.1} s", started.elapsed().as_secs_f64());
@@ -99,14 +108,12 @@ fn rootfs_tarball(rebuild: bool) -> Result<PathBuf> {
         .arg(&partial)
         .arg(&sources)
         .output()
-        .context("cannot run `mmdebstrap`: install it with `apt-get install mmdebstrap` (or run scripts/setup-host.sh)")?;
+        .context(
+            "cannot run `mmdebstrap`: install it with `apt-get install mmdebstrap` (or run scripts/setup-host.sh)",
+        )?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&partial);
-        bail!(
-            "mmdebstrap failed (sources {}): {}",
-            sources.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("mmdebstrap failed (sources {}): {}", sources.display(), String::from_utf8_lossy(&out.stderr).trim());
     }
     std::fs::rename(&partial, &tarball).with_context(|| format!("moving rootfs into {}", tarball.display()))?;
     eprintln!("image: rootfs built in {:.1} s", started.elapsed().as_secs_f64());
@@ -121,10 +128,10 @@ fn apt_sources() -> Result<PathBuf> {
     }
     let candidates = [Path::new("/etc/apt/sources.list.d/debian.sources"), Path::new("/etc/apt/sources.list")];
     for c in candidates {
-        if let Ok(text) = std::fs::read_to_string(c) {
-            if text.contains(SUITE) {
-                return Ok(c.to_path_buf());
-            }
+        if let Ok(text) = std::fs::read_to_string(c)
+            && text.contains(SUITE)
+        {
+            return Ok(c.to_path_buf());
         }
     }
     bail!("no apt sources for {SUITE} found in /etc/apt (set AGENTSH_BENCH_APT_SOURCES to a sources file)")

@@ -75,7 +75,8 @@ impl Provider for InventoryProvider {
 
     async fn create(&self, run: &str, count: u32, state_dir: &Path) -> Vec<Result<Target>> {
         let harness_key = super::harness_key();
-        let user_config = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/config")).filter(|p| p.is_file());
+        let user_config =
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/config")).filter(|p| p.is_file());
         (0..count as usize)
             .map(|i| {
                 let h = self.hosts.get(i).with_context(|| {
@@ -102,7 +103,11 @@ impl Provider for InventoryProvider {
     }
 
     async fn list(&self) -> Result<Vec<Listed>> {
-        Ok(self.hosts.iter().map(|h| Listed { name: h.name.clone(), run: "-".into(), state: "inventory".into() }).collect())
+        Ok(self
+            .hosts
+            .iter()
+            .map(|h| Listed { name: h.name.clone(), run: "-".into(), state: "inventory".into() })
+            .collect())
     }
 
     async fn destroy(&self, _run: Option<&str>) -> Result<Vec<String>> {

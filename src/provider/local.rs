@@ -65,16 +65,38 @@ impl LocalProvider {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    async fn create_one(&self, run: &str, index: u32, image: &str, key: &(std::path::PathBuf, String), dir: &Path) -> Result<Target> {
+    async fn create_one(
+        &self,
+        run: &str,
+        index: u32,
+        image: &str,
+        key: &(std::path::PathBuf, String),
+        dir: &Path,
+    ) -> Result<Target> {
         let name = target_name(run, index);
         let run_label = format!("{RUN_LABEL}={run}");
         let mut args = vec![
-            "run", "-d", "--init", "--name", &name, "--hostname", &name,
-            "--label", LABEL, "--label", &run_label,
-            "--network", "none",
-            "--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE",
-            "--device", "/dev/fuse",
-            "--security-opt", "seccomp=unconfined",
+            "run",
+            "-d",
+            "--init",
+            "--name",
+            &name,
+            "--hostname",
+            &name,
+            "--label",
+            LABEL,
+            "--label",
+            &run_label,
+            "--network",
+            "none",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--cap-add",
+            "SYS_PTRACE",
+            "--device",
+            "/dev/fuse",
+            "--security-opt",
+            "seccomp=unconfined",
         ];
         // Docker takes ulimits per container; podman reads them from containers.conf (setup-host).
         if self.engine == Engine::Docker {
@@ -139,13 +161,8 @@ impl Provider for LocalProvider {
     }
 
     async fn destroy(&self, run: Option<&str>) -> Result<Vec<String>> {
-        let names: Vec<String> = self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|t| run.is_none_or(|r| t.run == r))
-            .map(|t| t.name)
-            .collect();
+        let names: Vec<String> =
+            self.list().await?.into_iter().filter(|t| run.is_none_or(|r| t.run == r)).map(|t| t.name).collect();
         if names.is_empty() {
             return Ok(names);
         }
@@ -180,4 +197,3 @@ fn which(program: &str) -> Result<()> {
         .unwrap_or(false);
     if found { Ok(()) } else { bail!("{program} not found on PATH") }
 }
-

@@ -122,8 +122,8 @@ pub fn harness_key() -> Result<(PathBuf, String)> {
             .context("running ssh-keygen (install openssh-client)")?;
         anyhow::ensure!(status.success(), "ssh-keygen failed creating {}", key.display());
     }
-    let public = std::fs::read_to_string(key.with_extension("pub"))
-        .with_context(|| format!("reading {}.pub", key.display()))?;
+    let public =
+        std::fs::read_to_string(key.with_extension("pub")).with_context(|| format!("reading {}.pub", key.display()))?;
     Ok((key, public.trim().to_string()))
 }
 

@@ -125,7 +125,10 @@ mod tests {
         assert_eq!(installed["command_rules"][0]["decision"], Value::String("deny".into()));
         assert_eq!(installed["file_rules"], original["file_rules"]);
         assert_eq!(installed["network_rules"], original["network_rules"]);
-        assert!(String::from_utf8_lossy(&a.policy).contains("registry.npm.test"), "registry hosts stay .test stand-ins");
+        assert!(
+            String::from_utf8_lossy(&a.policy).contains("registry.npm.test"),
+            "registry hosts stay .test stand-ins"
+        );
         // Loading twice (a policy that already has the probe) does not add it twice.
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), &a.policy).unwrap();

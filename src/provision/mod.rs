@@ -182,8 +182,10 @@ async fn one(target: Target, setup: &Setup, dir: &Path, line: &crate::progress::
     let conn: Conn = step!("connect", Conn::connect(&target.name, &target.ssh, &setup.control_dir, 12));
     step!("packages", steps::packages(&ctx, &conn));
     step!("observer", steps::observer(&ctx, &conn));
-    let observe: Conn =
-        step!("observer-connect", Conn::connect(&format!("{}/observe", target.name), &target.observe, &setup.control_dir, 6));
+    let observe: Conn = step!(
+        "observer-connect",
+        Conn::connect(&format!("{}/observe", target.name), &target.observe, &setup.control_dir, 6)
+    );
     step!("driver", steps::driver(&ctx, &conn));
     step!("fixtures", steps::fixtures(&ctx, &observe));
     let agentsh_version = match &setup.artifact {

@@ -4,8 +4,8 @@
 
 use anyhow::{Context, Result, bail};
 
-use super::{Ctx, OBSERVER_USER, QUICK, SLOW};
 use super::assets::{PROBE_COMMAND, PROBE_RULE};
+use super::{Ctx, OBSERVER_USER, QUICK, SLOW};
 use crate::agentsh::{Artifact, parse_version_output};
 use crate::control::{CmdOutput, Conn};
 use crate::provider::image::PACKAGES;
@@ -40,7 +40,8 @@ pub async fn packages(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
         "for p in {}; do dpkg-query -W -f='${{Status}}\\n' \"$p\" 2>/dev/null | grep -q 'install ok installed' || echo \"$p\"; done",
         PACKAGES.join(" ")
     );
-    let missing: Vec<String> = check_logged(ctx, conn, &probe, QUICK).await?.split_whitespace().map(String::from).collect();
+    let missing: Vec<String> =
+        check_logged(ctx, conn, &probe, QUICK).await?.split_whitespace().map(String::from).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -157,7 +158,8 @@ pub async fn assets(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
     .await?;
     conn.upload(&ctx.setup.assets.config, "/etc/agentsh/config.yaml", 0o644, QUICK).await?;
     conn.upload(&ctx.setup.assets.policy, "/etc/agentsh/policies/default.yaml", 0o644, QUICK).await?;
-    let probe = format!("#!/bin/sh\n# agentsh-bench readiness probe: agentsh must deny this command.\necho {PROBE_MARKER}\n");
+    let probe =
+        format!("#!/bin/sh\n# agentsh-bench readiness probe: agentsh must deny this command.\necho {PROBE_MARKER}\n");
     conn.upload(probe.as_bytes(), &format!("/usr/local/bin/{PROBE_COMMAND}"), 0o755, QUICK).await?;
     check_logged(
         ctx,
@@ -259,12 +261,19 @@ pub async fn readiness_watched(ctx: &Ctx<'_>, conn: &Conn, observe: &Conn, artif
         };
         let Some(why) = crate::watchdog::check(conn, observe).await else { return Err(err) };
         if wedges == WEDGE_RECOVERIES {
-            return Err(err.context(format!("agentsh wedged {} times during readiness (wedge-*.txt); last: {why}", wedges + 1)));
+            return Err(
+                err.context(format!("agentsh wedged {} times during readiness (wedge-*.txt); last: {why}", wedges + 1))
+            );
         }
         wedges += 1;
         ctx.log(&format!("readiness failed ({err:#}); agentsh is wedged: {why}"));
-        let aborted = crate::watchdog::recover(observe, ctx.dir, wedges, &why).await.context("recovering a wedged agentsh server")?;
-        ctx.add_finding("wedge", &format!("agentsh wedged during readiness ({why}); recovered ({aborted}); evidence in wedge-{wedges}.txt"));
+        let aborted = crate::watchdog::recover(observe, ctx.dir, wedges, &why)
+            .await
+            .context("recovering a wedged agentsh server")?;
+        ctx.add_finding(
+            "wedge",
+            &format!("agentsh wedged during readiness ({why}); recovered ({aborted}); evidence in wedge-{wedges}.txt"),
+        );
     }
 }
 
@@ -292,14 +301,19 @@ async fn probe_denied(ctx: &Ctx<'_>, conn: &Conn, facts: &super::versions::Facts
         };
         if out.stdout.contains(PROBE_MARKER) {
             finding(ctx, "enforcement-failed-open", &format!("probe-ran-{i}.txt"), cmd, &out.describe());
-            bail!("the shimmed `{cmd}` RAN although rule {PROBE_RULE} denies it (agentsh failed open): {}", out.describe());
+            bail!(
+                "the shimmed `{cmd}` RAN although rule {PROBE_RULE} denies it (agentsh failed open): {}",
+                out.describe()
+            );
         }
-        let named = out.stderr.contains(&format!("rule={PROBE_RULE}")) || out.stdout.contains(&format!("rule={PROBE_RULE}"));
+        let named =
+            out.stderr.contains(&format!("rule={PROBE_RULE}")) || out.stdout.contains(&format!("rule={PROBE_RULE}"));
         if out.code == Some(126) && (named || !facts.shim_denial_names_rule) {
             return Ok(());
         }
         last = out.describe();
-        let want = if facts.shim_denial_names_rule { format!("exit 126 naming rule={PROBE_RULE}") } else { "exit 126".into() };
+        let want =
+            if facts.shim_denial_names_rule { format!("exit 126 naming rule={PROBE_RULE}") } else { "exit 126".into() };
         finding(ctx, "probe-not-denied", &format!("probe-{i}.txt"), cmd, &format!("expected {want}; got {last}"));
     }
     bail!("the shimmed `{cmd}` was not denied by rule {PROBE_RULE} in {TRIES} tries; last: {last}")
@@ -321,7 +335,8 @@ async fn probe_recorded(ctx: &Ctx<'_>, observe: &Conn, since_ns: i64) -> Result<
     let mut rows = Vec::new();
     let mut found = false;
     for _ in 0..10 {
-        let out = check_logged(ctx, observe, &format!("python3 -c {}", crate::control::shell_quote(&script)), QUICK).await?;
+        let out =
+            check_logged(ctx, observe, &format!("python3 -c {}", crate::control::shell_quote(&script)), QUICK).await?;
         rows = serde_json::from_str::<Vec<Vec<serde_json::Value>>>(out.trim())
             .with_context(|| format!("reading {db}: {}", out.trim()))?;
         found = rows.iter().any(|r| is_probe_denial(r));
@@ -332,7 +347,10 @@ async fn probe_recorded(ctx: &Ctx<'_>, observe: &Conn, since_ns: i64) -> Result<
     }
     std::fs::write(ctx.dir.join("probe-events.json"), serde_json::to_vec_pretty(&rows)?)?;
     if !found {
-        bail!("agentsh's event store {db} has no denial of {PROBE_COMMAND} by rule {PROBE_RULE} ({} related events, in probe-events.json)", rows.len());
+        bail!(
+            "agentsh's event store {db} has no denial of {PROBE_COMMAND} by rule {PROBE_RULE} ({} related events, in probe-events.json)",
+            rows.len()
+        );
     }
     Ok(())
 }
@@ -414,7 +432,8 @@ mod tests {
         assert!(is_probe_denial(&[json!("ptrace_execve"), json!(null), json!(null), json!(null), json!(payload)]));
         let allowed = json!({"fields": {"decision": "allow", "rule": PROBE_RULE}}).to_string();
         assert!(!is_probe_denial(&[json!("ptrace_execve"), json!(null), json!(null), json!(null), json!(allowed)]));
-        let other = vec![json!("command_policy"), json!("deny"), json!("deny"), json!("block-shell-escape"), json!("{}")];
+        let other =
+            vec![json!("command_policy"), json!("deny"), json!("deny"), json!("block-shell-escape"), json!("{}")];
         assert!(!is_probe_denial(&other));
     }
 

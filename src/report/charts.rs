@@ -37,7 +37,8 @@ fn read(hlog: &Path) -> Result<BTreeMap<String, Series>> {
         let LogEntry::Interval(i) = entry.map_err(|e| anyhow!("{}: {e:?}", hlog.display()))? else { continue };
         let tag = i.tag().map_or("untagged".to_string(), |t| t.as_str().to_string());
         let h = crate::schema::decode_histogram(i.encoded_histogram())?;
-        let s = out.entry(tag).or_insert_with(|| Series { timeline: Vec::new(), total: crate::schema::new_histogram() });
+        let s =
+            out.entry(tag).or_insert_with(|| Series { timeline: Vec::new(), total: crate::schema::new_histogram() });
         if !h.is_empty() {
             let ms = |v: u64| v as f64 / 1000.0;
             s.timeline.push((
@@ -83,11 +84,17 @@ fn label(tag: &str) -> &str {
     tag.rsplit('/').next().unwrap_or(tag)
 }
 
-fn percentiles<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, series: &BTreeMap<String, Series>, title: &str) -> Result<()> {
+fn percentiles<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    series: &BTreeMap<String, Series>,
+    title: &str,
+) -> Result<()> {
     area.fill(&WHITE).map_err(err)?;
     // x = 1/(1−p), from p = 0 to p = 99.999%.
     const X_MAX: f64 = 100_000.0;
-    let y_max = series.values().filter(|s| !s.total.is_empty()).map(|s| s.total.max() as f64 / 1000.0).fold(0.001, f64::max) * 1.1;
+    let y_max =
+        series.values().filter(|s| !s.total.is_empty()).map(|s| s.total.max() as f64 / 1000.0).fold(0.001, f64::max)
+            * 1.1;
     let mut chart = ChartBuilder::on(&area)
         .caption(format!("{title}: response time by percentile"), ("sans-serif", 20))
         .margin(15)
@@ -121,12 +128,22 @@ fn percentiles<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, series: &BTreeM
             .label(label(tag).to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(err)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)?;
     area.present().map_err(err)?;
     Ok(())
 }
 
-fn over_time<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, series: &BTreeMap<String, Series>, title: &str) -> Result<()> {
+fn over_time<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    series: &BTreeMap<String, Series>,
+    title: &str,
+) -> Result<()> {
     area.fill(&WHITE).map_err(err)?;
     let t_max = series.values().flat_map(|s| s.timeline.iter().map(|p| p.0)).fold(1.0, f64::max) + 1.0;
     let y_max = series.values().flat_map(|s| s.timeline.iter().map(|p| p.2)).fold(0.001, f64::max) * 1.1;
@@ -140,14 +157,22 @@ fn over_time<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, series: &BTreeMap
     chart.configure_mesh().x_desc("seconds since start").y_desc("ms").draw().map_err(err)?;
     for (i, (tag, s)) in series.iter().enumerate().filter(|(_, (_, s))| !s.timeline.is_empty()) {
         let color = Palette99::pick(i).to_rgba();
-        chart.draw_series(LineSeries::new(s.timeline.iter().map(|p| (p.0, p.1)), color.stroke_width(1))).map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(s.timeline.iter().map(|p| (p.0, p.1)), color.stroke_width(1)))
+            .map_err(err)?;
         chart
             .draw_series(LineSeries::new(s.timeline.iter().map(|p| (p.0, p.2)), color.stroke_width(3)))
             .map_err(err)?
             .label(label(tag).to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(err)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)?;
     area.present().map_err(err)?;
     Ok(())
 }
@@ -177,7 +202,14 @@ pub fn heatmap(rows: &[crate::suite::run::Row], dir: &Path) -> Result<Vec<PathBu
         let max_id = rs.iter().filter_map(|r| r.test_id.number()).max().unwrap_or(1);
         let png = dir.join(format!("{target}.heatmap.png"));
         let svg = dir.join(format!("{target}.heatmap.svg"));
-        draw_heatmap(BitMapBackend::new(&png, (900, 1400)).into_drawing_area(), target, &rs, iterations, max_id, &colour)?;
+        draw_heatmap(
+            BitMapBackend::new(&png, (900, 1400)).into_drawing_area(),
+            target,
+            &rs,
+            iterations,
+            max_id,
+            &colour,
+        )?;
         draw_heatmap(SVGBackend::new(&svg, (900, 1400)).into_drawing_area(), target, &rs, iterations, max_id, &colour)?;
         written.push(png);
         written.push(svg);
@@ -228,7 +260,13 @@ fn draw_heatmap<DB: DrawingBackend>(
             .label(crate::report::verdicts::verdict_name(v))
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(err)?;
     area.present().map_err(err)?;
     Ok(())
 }

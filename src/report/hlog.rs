@@ -20,7 +20,8 @@ impl HlogWriter {
         let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
         let mut out = BufWriter::new(file);
         let secs = start_epoch_ms as f64 / 1000.0;
-        let human = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(start_epoch_ms));
+        let human =
+            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(start_epoch_ms));
         writeln!(out, "#[{comment}]")?;
         writeln!(out, "#[Histogram values are in microseconds]")?;
         writeln!(out, "#[StartTime: {secs:.3} (seconds since epoch), {human}]")?;

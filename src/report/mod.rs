@@ -61,7 +61,9 @@ fn ms(us: u64) -> String {
 pub fn write_latency_csv(path: &Path, rows: &[OpTotals]) -> Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     let mut header: Vec<String> =
-        ["target", "agentsh_version", "mode", "op", "count", "errors", "wrong_decisions", "ops_per_s"].map(String::from).to_vec();
+        ["target", "agentsh_version", "mode", "op", "count", "errors", "wrong_decisions", "ops_per_s"]
+            .map(String::from)
+            .to_vec();
     for kind in ["response", "service"] {
         for (q, _) in QUANTILES {
             header.push(format!("{kind}_{q}_ms"));

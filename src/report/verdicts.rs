@@ -18,8 +18,19 @@ impl TestsCsv {
     pub fn create(path: &Path) -> Result<TestsCsv> {
         let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
         w.write_record([
-            "run_id", "target", "agentsh_version", "iteration", "category", "test_id", "test", "verdict", "expected", "evidence",
-            "duration_ms", "detail", "record",
+            "run_id",
+            "target",
+            "agentsh_version",
+            "iteration",
+            "category",
+            "test_id",
+            "test",
+            "verdict",
+            "expected",
+            "evidence",
+            "duration_ms",
+            "detail",
+            "record",
         ])?;
         w.flush()?;
         Ok(TestsCsv { w })
@@ -87,19 +98,36 @@ pub fn tally(rows: &[Row]) -> BTreeMap<(TestId, String), Tally> {
 }
 
 /// Per test, the counts of every target, for [`crate::analyze::regressions::state`].
-pub fn states(tallies: &BTreeMap<(TestId, String), Tally>) -> BTreeMap<TestId, (String, crate::analyze::regressions::State)> {
+pub fn states(
+    tallies: &BTreeMap<(TestId, String), Tally>,
+) -> BTreeMap<TestId, (String, crate::analyze::regressions::State)> {
     use crate::analyze::regressions::{Counts, state};
     let mut per: BTreeMap<TestId, (String, Vec<Counts>)> = BTreeMap::new();
     for ((id, _), t) in tallies {
         let e = per.entry(*id).or_insert_with(|| (t.name.clone(), Vec::new()));
-        e.1.push(Counts { held: t.n("held"), violated: t.n("violated"), inconclusive: t.n("inconclusive"), flaky: t.flaky() });
+        e.1.push(Counts {
+            held: t.n("held"),
+            violated: t.n("violated"),
+            inconclusive: t.n("inconclusive"),
+            flaky: t.flaky(),
+        });
     }
     per.into_iter().map(|(id, (name, c))| (id, (name, state(&c)))).collect()
 }
 
 pub fn write_summary(path: &Path, tallies: &BTreeMap<(TestId, String), Tally>) -> Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
-    w.write_record(["test_id", "test", "target", "held", "violated", "inconclusive", "skipped_env", "informational", "flaky"])?;
+    w.write_record([
+        "test_id",
+        "test",
+        "target",
+        "held",
+        "violated",
+        "inconclusive",
+        "skipped_env",
+        "informational",
+        "flaky",
+    ])?;
     for ((id, target), t) in tallies {
         w.write_record([
             id.to_string(),
@@ -125,7 +153,14 @@ pub fn print_summary(tallies: &BTreeMap<(TestId, String), Tally>) -> (usize, usi
     if !bad.is_empty() {
         println!("VIOLATED or FLAKY ({}):", bad.len());
         for ((id, target), t) in &bad {
-            println!("  {id:>2} {:<50} {target}  held {} violated {} inconclusive {}{}", t.name, t.n("held"), t.n("violated"), t.n("inconclusive"), if t.flaky() { "  FLAKY" } else { "" });
+            println!(
+                "  {id:>2} {:<50} {target}  held {} violated {} inconclusive {}{}",
+                t.name,
+                t.n("held"),
+                t.n("violated"),
+                t.n("inconclusive"),
+                if t.flaky() { "  FLAKY" } else { "" }
+            );
         }
     }
     let mut totals: BTreeMap<&str, u32> = BTreeMap::new();
@@ -170,7 +205,12 @@ mod tests {
     #[test]
     fn mixed_held_and_violated_is_flaky() {
         let (one, two) = (TestId::Suite(1), TestId::Suite(2));
-        let rows = [row(one, "a", Verdict::Held), row(one, "a", Verdict::Violated), row(two, "a", Verdict::Held), row(two, "a", Verdict::Held)];
+        let rows = [
+            row(one, "a", Verdict::Held),
+            row(one, "a", Verdict::Violated),
+            row(two, "a", Verdict::Held),
+            row(two, "a", Verdict::Held),
+        ];
         let t = tally(&rows);
         assert!(t[&(one, "a".into())].flaky());
         assert!(!t[&(two, "a".into())].flaky());

@@ -61,7 +61,9 @@ pub fn load(dir: &Path, version: &str, known_ids: &[u32]) -> Result<Option<BTree
             return Err(usage(format!("{at}: no such test in the suite")));
         }
         if e.verdict == Verdict::Held {
-            return Err(usage(format!("{at}: held is what every test not listed is expected to give; list only the others")));
+            return Err(usage(format!(
+                "{at}: held is what every test not listed is expected to give; list only the others"
+            )));
         }
         if e.reason.trim().is_empty() {
             return Err(usage(format!("{at}: a verdict other than held needs its reason")));
@@ -88,7 +90,8 @@ pub struct Difference {
 pub fn compare(expected: &BTreeMap<u32, Expected>, got: &[(u32, Verdict)]) -> Vec<Difference> {
     let mut seen: BTreeMap<u32, Difference> = BTreeMap::new();
     for &(id, v) in got {
-        let (want, reason, flaky) = expected.get(&id).map_or((Verdict::Held, String::new(), false), |e| (e.verdict, e.reason.clone(), e.flaky));
+        let (want, reason, flaky) =
+            expected.get(&id).map_or((Verdict::Held, String::new(), false), |e| (e.verdict, e.reason.clone(), e.flaky));
         if v != want && !(flaky && v == Verdict::Held) {
             seen.entry(id).or_insert(Difference { test_id: id, expected: want, got: v, reason });
         }
@@ -152,11 +155,19 @@ mod tests {
         assert!(compare(&e, &got).is_empty());
         let got = [(1, Verdict::Inconclusive), (2, Verdict::Held), (3, Verdict::Held), (3, Verdict::Violated)];
         let diffs = compare(&e, &got);
-        assert_eq!(diffs.iter().map(|d| (d.test_id, d.got)).collect::<Vec<_>>(), [(1, Verdict::Inconclusive), (2, Verdict::Held), (3, Verdict::Violated)]);
+        assert_eq!(
+            diffs.iter().map(|d| (d.test_id, d.got)).collect::<Vec<_>>(),
+            [(1, Verdict::Inconclusive), (2, Verdict::Held), (3, Verdict::Violated)]
+        );
         assert_eq!(diffs[1].reason, "approvals off");
-        let d = write("version = \"1.2.3\"\n[[test]]\nid = 2\nverdict = \"inconclusive\"\nflaky = true\nreason = \"sometimes EACCES\"\n");
+        let d = write(
+            "version = \"1.2.3\"\n[[test]]\nid = 2\nverdict = \"inconclusive\"\nflaky = true\nreason = \"sometimes EACCES\"\n",
+        );
         let e = load(d.path(), "1.2.3", &ids).unwrap().unwrap();
-        assert!(compare(&e, &[(2, Verdict::Held), (2, Verdict::Inconclusive)]).is_empty(), "a flaky test may give either");
+        assert!(
+            compare(&e, &[(2, Verdict::Held), (2, Verdict::Inconclusive)]).is_empty(),
+            "a flaky test may give either"
+        );
         assert_eq!(compare(&e, &[(2, Verdict::Violated)]).len(), 1, "but not a third verdict");
     }
 }

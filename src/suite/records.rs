@@ -33,8 +33,19 @@ pub struct Record {
 
 impl Record {
     pub fn summary(&self) -> String {
-        let policy = if self.policy != self.effective && !self.policy.is_empty() { format!(" (policy {})", self.policy) } else { String::new() };
-        format!("{} {}{} rule={} {}", self.kind, self.effective, policy, self.rule, self.subjects.first().map_or("", String::as_str))
+        let policy = if self.policy != self.effective && !self.policy.is_empty() {
+            format!(" (policy {})", self.policy)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} {}{} rule={} {}",
+            self.kind,
+            self.effective,
+            policy,
+            self.rule,
+            self.subjects.first().map_or("", String::as_str)
+        )
     }
 
     pub fn denies(&self) -> bool {
@@ -131,7 +142,8 @@ pub async fn clock_offset_ns(observe: &Conn) -> Result<i64> {
     let before = now_ns();
     let out = observe.run("date +%s%N", Duration::from_secs(20)).await?;
     let after = now_ns();
-    let theirs: i64 = out.stdout.trim().parse().with_context(|| format!("the target's clock: {:?}", out.stdout.trim()))?;
+    let theirs: i64 =
+        out.stdout.trim().parse().with_context(|| format!("the target's clock: {:?}", out.stdout.trim()))?;
     Ok(theirs - (before + after) / 2)
 }
 
@@ -144,7 +156,8 @@ pub async fn since(observe: &Conn, db: &str, since_ns: i64) -> Result<Vec<Record
     let cmd = format!("python3 -c {} {} {since_ns}", shell_quote(QUERY), shell_quote(db));
     let out = observe.run(&cmd, Duration::from_secs(30)).await?;
     anyhow::ensure!(out.ok(), "reading agentsh's event store {db}: {}", out.describe());
-    serde_json::from_str(out.stdout.trim()).with_context(|| format!("reading agentsh's event store {db}: {}", out.stdout.trim()))
+    serde_json::from_str(out.stdout.trim())
+        .with_context(|| format!("reading agentsh's event store {db}: {}", out.stdout.trim()))
 }
 
 #[cfg(test)]
@@ -181,10 +194,16 @@ mod tests {
         assert!(rec("net_connect", "deny", "block-private-networks", &["10.0.0.1:80"]).concerns(&tokens(text), text));
         // A script written by setup: its `\n` separates the words.
         let text = "printf '#!/bin/sh\\nsudo whoami\\n' > /tmp/escalate-n1.sh";
-        assert!(rec("ptrace_execve", "deny", "block-shell-escape", &["/usr/bin/sudo", "sudo"]).concerns(&tokens(text), text));
+        assert!(
+            rec("ptrace_execve", "deny", "block-shell-escape", &["/usr/bin/sudo", "sudo"])
+                .concerns(&tokens(text), text)
+        );
         // A shim precheck records the whole command line.
         let text = "sudo whoami";
-        assert!(rec("command_policy", "deny", "block-shell-escape", &["/bin/bash.real", "sudo whoami"]).concerns(&tokens(text), text));
+        assert!(
+            rec("command_policy", "deny", "block-shell-escape", &["/bin/bash.real", "sudo whoami"])
+                .concerns(&tokens(text), text)
+        );
     }
 
     #[test]

@@ -99,7 +99,12 @@ pub struct SuiteRun<'a> {
 
 /// Runs every iteration on one target; calls `on_row` as each test ends (rows are written as
 /// they come, so a crash loses at most the test in flight).
-pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress::Line, mut on_row: impl FnMut(Row) -> Result<()>) -> Result<()> {
+pub async fn run_target(
+    ready: &Ready,
+    cx: &SuiteRun<'_>,
+    line: &crate::progress::Line,
+    mut on_row: impl FnMut(Row) -> Result<()>,
+) -> Result<()> {
     let name = &ready.target.name;
     let shim = Conn::connect(name, &ready.target.ssh, cx.control_dir, 6).await?;
     let observe = Conn::connect(&format!("{name}/observe"), &ready.target.observe, cx.control_dir, 6).await?;
@@ -128,8 +133,11 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
             let mut wedge_note = String::new();
             let mut tries = 0;
             let outcome = loop {
-                let unfilled: Vec<&str> =
-                    super::all_text(t).into_iter().flat_map(super::placeholders).filter(|p| !values.contains_key(p)).collect();
+                let unfilled: Vec<&str> = super::all_text(t)
+                    .into_iter()
+                    .flat_map(super::placeholders)
+                    .filter(|p| !values.contains_key(p))
+                    .collect();
                 let run = async {
                     // A test the environment cannot support is not run at all.
                     if t.needs.iter().any(|n| cx.gaps.contains_key(n)) {
@@ -139,7 +147,17 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
                         let why = session.as_ref().err().map_or(String::new(), |e| format!(": {e}"));
                         Err(anyhow::anyhow!("{{{p}}} is unknown without an agentsh session{why}"))
                     } else {
-                        execute(t, On { shim: &shim, observe: &observe, session: session.as_ref(), values: &values, rec: &rec }).await
+                        execute(
+                            t,
+                            On {
+                                shim: &shim,
+                                observe: &observe,
+                                session: session.as_ref(),
+                                values: &values,
+                                rec: &rec,
+                            },
+                        )
+                        .await
                     }
                 };
                 // Without agentsh there is no server to wedge.
@@ -156,12 +174,14 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
                     // An API exec that timed out while the server stays healthy: agentsh's
                     // session itself may be stuck (seen on v0.16.9: every later exec in it
                     // hangs until curl gives up, 50 s per test). A trivial exec tells.
-                    Ended::Ran(Err(e)) if t.channel == Channel::Api && format!("{e:#}").contains("exit 28") => match session.as_ref() {
-                        Ok(s) if !session_answers(&observe, s).await => {
-                            "the API session no longer answers (a trivial exec in it timed out)".to_string()
+                    Ended::Ran(Err(e)) if t.channel == Channel::Api && format!("{e:#}").contains("exit 28") => {
+                        match session.as_ref() {
+                            Ok(s) if !session_answers(&observe, s).await => {
+                                "the API session no longer answers (a trivial exec in it timed out)".to_string()
+                            }
+                            _ => break Err(e),
                         }
-                        _ => break Err(e),
-                    },
+                    }
                     Ended::Ran(r) => break r,
                 };
                 wedges += 1;
@@ -169,7 +189,9 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
                 line.step(&format!("agentsh wedged in test {} ({why}); recovering", t.id));
                 match crate::watchdog::recover(&observe, &target_dir, wedges, &why).await {
                     Ok(aborted) => {
-                        wedge_note = format!("; agentsh wedged ({why}), evidence in wedge-{wedges}.txt, recovered ({aborted}), test run again");
+                        wedge_note = format!(
+                            "; agentsh wedged ({why}), evidence in wedge-{wedges}.txt, recovered ({aborted}), test run again"
+                        );
                         session = new_session(&observe, &mut values).await;
                     }
                     Err(e) => break Err(e.context(format!("agentsh wedged ({why}) and did not recover"))),
@@ -181,7 +203,12 @@ pub async fn run_target(ready: &Ready, cx: &SuiteRun<'_>, line: &crate::progress
             let (verdict, evidence, mut detail, record) = match outcome {
                 Ok(o) => {
                     let (v, why) = judge(t, &o, &values, cx.gaps);
-                    let detail = format!("exit {:?}; stdout: {}; stderr: {}", o.exit, first(&o.stdout), first(&super::verdict::meaningful(&o.stderr)));
+                    let detail = format!(
+                        "exit {:?}; stdout: {}; stderr: {}",
+                        o.exit,
+                        first(&o.stdout),
+                        first(&super::verdict::meaningful(&o.stderr))
+                    );
                     (v, why, detail, record_note(t, &o))
                 }
                 Err(e) => (Verdict::Inconclusive, format!("{e:#}"), String::new(), String::new()),
@@ -276,15 +303,16 @@ async fn create_session(observe: &Conn) -> Result<Session> {
         .run(&format!("curl -sS --max-time 30 -X POST {API}/sessions -H 'Content-Type: application/json' -d '{{\"workspace\":\"/root\"}}'"), TIMEOUT)
         .await?;
     anyhow::ensure!(out.ok(), "no agentsh session API: {}", out.describe());
-    let created: Session =
-        serde_json::from_str(out.stdout.trim()).with_context(|| format!("session reply is not a Session: {}", first(&out.stdout)))?;
+    let created: Session = serde_json::from_str(out.stdout.trim())
+        .with_context(|| format!("session reply is not a Session: {}", first(&out.stdout)))?;
     // With FUSE deferred (sandbox.fuse.deferred), the workspace is mounted at the session's first
     // exec, and until then the session reports its backing directory as `workspace_mount`. One
     // trivial exec, then the session as it is now, so that {workspace_mount} is the real mount.
     if !session_answers(observe, &created).await {
         return Ok(created);
     }
-    let out = observe.run(&format!("curl -sS --max-time 30 {API}/sessions/{}", shell_quote(&created.id)), TIMEOUT).await?;
+    let out =
+        observe.run(&format!("curl -sS --max-time 30 {API}/sessions/{}", shell_quote(&created.id)), TIMEOUT).await?;
     Ok(serde_json::from_str(out.stdout.trim()).unwrap_or(created))
 }
 
@@ -300,7 +328,8 @@ struct Records<'a> {
 /// first decision that concerns the test.
 fn record_note(t: &Test, o: &Observed) -> String {
     let accepted = t.accepted_rules();
-    let best = o.records.iter().find(|r| r.denies() && accepted.contains(&r.rule.as_str())).or_else(|| o.records.first());
+    let best =
+        o.records.iter().find(|r| r.denies() && accepted.contains(&r.rule.as_str())).or_else(|| o.records.first());
     best.map(|r| r.summary()).unwrap_or_default()
 }
 
@@ -339,7 +368,9 @@ async fn execute_test(t: &Test, on: On<'_>) -> Result<Observed> {
     let since_ns = super::records::now_ns() + rec.offset_ns;
     let mut o = match t.channel {
         Channel::Shim => from_output(shim.run(&f(t.command.as_deref().unwrap_or_default()), TIMEOUT).await?),
-        Channel::Cli | Channel::Observe => from_output(observe.run(&f(t.command.as_deref().unwrap_or_default()), TIMEOUT).await?),
+        Channel::Cli | Channel::Observe => {
+            from_output(observe.run(&f(t.command.as_deref().unwrap_or_default()), TIMEOUT).await?)
+        }
         Channel::Api => match session {
             Ok(s) => api_exec(observe, s, t, values).await?,
             Err(why) => anyhow::bail!("{why}"),
@@ -354,7 +385,13 @@ async fn execute_test(t: &Test, on: On<'_>) -> Result<Observed> {
         } else {
             // The request path, quoted as the fixture's JSON log writes it: the positive control
             // asks for "/control-NONCE" first, and a bare-nonce grep would take that for a bypass.
-            v.fixture_hit.as_ref().map(|p| format!("grep -m1 -F -- {} {}", shell_quote(&format!("\"path\": \"{}\"", f(p))), crate::provision::FIXTURE_LOG))
+            v.fixture_hit.as_ref().map(|p| {
+                format!(
+                    "grep -m1 -F -- {} {}",
+                    shell_quote(&format!("\"path\": \"{}\"", f(p))),
+                    crate::provision::FIXTURE_LOG
+                )
+            })
         };
         if let Some(cmd) = check {
             let out = observe.run(&cmd, TIMEOUT).await?;
@@ -407,7 +444,9 @@ async fn decisions_for(
         }
         found = super::records::since(observe, rec.db, since_ns).await?;
         found.retain(|r| r.concerns(&tokens, &text));
-        if t.expect != super::Expect::Enforced || found.iter().any(|r| r.denies() && accepted.contains(&r.rule.as_str())) {
+        if t.expect != super::Expect::Enforced
+            || found.iter().any(|r| r.denies() && accepted.contains(&r.rule.as_str()))
+        {
             break;
         }
     }
@@ -433,9 +472,10 @@ async fn api_exec(observe: &Conn, s: &Session, t: &Test, values: &BTreeMap<&str,
     );
     let out = observe.run_with_stdin(&cmd, Some(serde_json::to_vec(&body)?.as_slice()), TIMEOUT).await?;
     anyhow::ensure!(out.ok(), "exec request failed: {}", out.describe());
-    let r: serde_json::Value =
-        serde_json::from_str(out.stdout.trim()).with_context(|| format!("exec reply is not JSON: {}", first(&out.stdout)))?;
-    let text = |p: &[&str]| p.iter().try_fold(&r, |v, k| v.get(k)).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let r: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        .with_context(|| format!("exec reply is not JSON: {}", first(&out.stdout)))?;
+    let text =
+        |p: &[&str]| p.iter().try_fold(&r, |v, k| v.get(k)).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     let mut rules = Vec::new();
     for p in [&["guidance", "policy_rule"][..], &["result", "error", "policy_rule"]] {
         let rule = text(p);

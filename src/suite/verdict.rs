@@ -74,7 +74,12 @@ fn excerpt(s: &str) -> String {
     e
 }
 
-pub fn judge(t: &Test, o: &Observed, values: &BTreeMap<&str, String>, gaps: &BTreeMap<String, String>) -> (Verdict, String) {
+pub fn judge(
+    t: &Test,
+    o: &Observed,
+    values: &BTreeMap<&str, String>,
+    gaps: &BTreeMap<String, String>,
+) -> (Verdict, String) {
     if let Some((need, why)) = t.needs.iter().find_map(|n| gaps.get(n).map(|w| (n, w))) {
         return (Verdict::SkippedEnv, format!("needs {need}: {why}"));
     }
@@ -100,16 +105,17 @@ pub fn judge(t: &Test, o: &Observed, values: &BTreeMap<&str, String>, gaps: &BTr
         } else if v.exit_zero == Some(true) {
             (o.exit == Some(0)).then(|| "it exited 0".to_string())
         } else if v.record_allows == Some(true) {
-            o.records.iter().find(|r| r.is_network() && r.effective == "allow").map(|r| format!("agentsh recorded that it let it through: {}", r.summary()))
+            o.records
+                .iter()
+                .find(|r| r.is_network() && r.effective == "allow")
+                .map(|r| format!("agentsh recorded that it let it through: {}", r.summary()))
         } else {
             match o.target_check {
-                Some(true) => Some(
-                    match (&v.file_exists, &v.path_missing, &v.fixture_hit) {
-                        (Some(p), _, _) => format!("{} exists", f(p)),
-                        (_, Some(p), _) => format!("{} is gone", f(p)),
-                        _ => format!("the request reached its fixture: {}", o.target_detail.trim()),
-                    },
-                ),
+                Some(true) => Some(match (&v.file_exists, &v.path_missing, &v.fixture_hit) {
+                    (Some(p), _, _) => format!("{} exists", f(p)),
+                    (_, Some(p), _) => format!("{} is gone", f(p)),
+                    _ => format!("the request reached its fixture: {}", o.target_detail.trim()),
+                }),
                 Some(false) => None,
                 None => return (Verdict::Inconclusive, "the violation check on the target did not run".into()),
             }
@@ -140,15 +146,23 @@ pub fn judge(t: &Test, o: &Observed, values: &BTreeMap<&str, String>, gaps: &BTr
                 // and then agentsh's record is what proves the decision.
                 let hidden = !source.is_empty() && matches!(o.exit, Some(c) if c != 0);
                 match t.how {
-                    Some(How::Precheck) if o.exit != Some(126) && !hidden => {
-                        (Verdict::Inconclusive, format!("rule {r} named{source} but exit {exit}, a precheck deny exits 126"))
-                    }
+                    Some(How::Precheck) if o.exit != Some(126) && !hidden => (
+                        Verdict::Inconclusive,
+                        format!("rule {r} named{source} but exit {exit}, a precheck deny exits 126"),
+                    ),
                     _ => (Verdict::Held, format!("rule {r}{source}, exit {exit}")),
                 }
             } else if let Some(other) = named.first() {
                 (Verdict::Inconclusive, format!("decided by rule {other}, expected {}", accepted.join(" or ")))
             } else if let Some(r) = o.records.iter().find(|r| r.denies()) {
-                (Verdict::Inconclusive, format!("agentsh recorded a denial by another rule ({}), expected {}", r.summary(), accepted.join(" or ")))
+                (
+                    Verdict::Inconclusive,
+                    format!(
+                        "agentsh recorded a denial by another rule ({}), expected {}",
+                        r.summary(),
+                        accepted.join(" or ")
+                    ),
+                )
             } else if t.how == Some(How::File) && o.exit != Some(0) && o.stderr.contains("Permission denied") {
                 // Landlock refuses with EACCES and reports no event (agentsh-facts.md); the
                 // violation check above has shown the file is not there.
@@ -162,13 +176,26 @@ pub fn judge(t: &Test, o: &Observed, values: &BTreeMap<&str, String>, gaps: &BTr
             // A placeholder that came out empty (no session mount, no proxy) would make every
             // output "contain" it: a held verdict must never rest on an empty expectation.
             if t.output.as_deref().is_some_and(|o| !o.trim().is_empty()) && want.trim().is_empty() {
-                return (Verdict::Inconclusive, format!("the expected output {:?} is empty on this target", t.output.as_deref().unwrap_or_default()));
+                return (
+                    Verdict::Inconclusive,
+                    format!(
+                        "the expected output {:?} is empty on this target",
+                        t.output.as_deref().unwrap_or_default()
+                    ),
+                );
             }
             let json_ok = t.json.as_ref().map(|j| json_at(&o.stdout, &j.path) == toml_to_json(&j.equals));
             let ok = o.exit == Some(0) && o.stdout.contains(&want) && json_ok != Some(false);
             if ok {
                 match &t.json {
-                    Some(j) => (Verdict::Held, format!("exit 0, {} = {}", j.path, json_at(&o.stdout, &j.path).map_or("?".into(), |v| v.to_string()))),
+                    Some(j) => (
+                        Verdict::Held,
+                        format!(
+                            "exit 0, {} = {}",
+                            j.path,
+                            json_at(&o.stdout, &j.path).map_or("?".into(), |v| v.to_string())
+                        ),
+                    ),
                     None => (Verdict::Held, format!("exit 0, output has {want:?}")),
                 }
             } else if let Some(r) = named.first() {
@@ -182,7 +209,14 @@ pub fn judge(t: &Test, o: &Observed, values: &BTreeMap<&str, String>, gaps: &BTr
                 };
                 (Verdict::Violated, format!("not present: exit {exit}, {got}"))
             } else {
-                (Verdict::Inconclusive, format!("exit {exit}, expected output {want:?}; stdout: {}; stderr: {}", excerpt(&o.stdout), excerpt(&o.stderr)))
+                (
+                    Verdict::Inconclusive,
+                    format!(
+                        "exit {exit}, expected output {want:?}; stdout: {}; stderr: {}",
+                        excerpt(&o.stdout),
+                        excerpt(&o.stderr)
+                    ),
+                )
             }
         }
         Expect::Decides => {
@@ -250,17 +284,36 @@ mod tests {
         let (v, why) = judge_(14, Observed { exit: Some(0), stdout: "root\n".into(), ..Default::default() });
         assert_eq!((v, why.as_str()), (Verdict::Violated, "stdout has the line \"root\""));
         // Root printed wins even if a rule is also named (a block that did not hold).
-        let (v, _) = judge_(23, Observed { exit: Some(0), stdout: "root\n".into(), stderr: DENIED.into(), ..Default::default() });
+        let (v, _) = judge_(
+            23,
+            Observed { exit: Some(0), stdout: "root\n".into(), stderr: DENIED.into(), ..Default::default() },
+        );
         assert_eq!(v, Verdict::Violated);
     }
 
     #[test]
     fn any_failure_is_not_a_pass() {
         // The seed passed these: sudo missing, a transport error, the wrong rule.
-        let (v, why) = judge_(14, Observed { exit: Some(127), stderr: "bash: sudo: command not found".into(), ..Default::default() });
+        let (v, why) = judge_(
+            14,
+            Observed { exit: Some(127), stderr: "bash: sudo: command not found".into(), ..Default::default() },
+        );
         assert_eq!(v, Verdict::Inconclusive, "{why}");
-        let (v, why) = judge_(14, Observed { exit: Some(126), stderr: "agentsh: command denied by policy (rule=shellc-opaque-script)".into(), ..Default::default() });
-        assert_eq!((v, why.as_str()), (Verdict::Inconclusive, "decided by rule shellc-opaque-script, expected block-shell-escape or block-dangerous-binaries"));
+        let (v, why) = judge_(
+            14,
+            Observed {
+                exit: Some(126),
+                stderr: "agentsh: command denied by policy (rule=shellc-opaque-script)".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            (v, why.as_str()),
+            (
+                Verdict::Inconclusive,
+                "decided by rule shellc-opaque-script, expected block-shell-escape or block-dangerous-binaries"
+            )
+        );
         let (v, why) = judge_(14, Observed { exit: Some(1), stderr: DENIED.into(), ..Default::default() });
         assert!(v == Verdict::Inconclusive && why.contains("exits 126"), "{why}");
     }
@@ -274,7 +327,12 @@ mod tests {
 
     #[test]
     fn file_denials_need_the_file_absent() {
-        let refused = Observed { exit: Some(1), stderr: "touch: cannot touch '/etc/shim-test-n1': Permission denied".into(), target_check: Some(false), ..Default::default() };
+        let refused = Observed {
+            exit: Some(1),
+            stderr: "touch: cannot touch '/etc/shim-test-n1': Permission denied".into(),
+            target_check: Some(false),
+            ..Default::default()
+        };
         let (v, why) = judge_(20, refused.clone());
         assert!(v == Verdict::Held && why.contains("Landlock"), "{why}");
         let (v, why) = judge_(20, Observed { target_check: Some(true), ..refused.clone() });
@@ -284,7 +342,13 @@ mod tests {
 
     #[test]
     fn network_denials_need_the_fixture_untouched_and_a_working_control() {
-        let blocked = Observed { exit: Some(56), rules: vec!["block-evil-domains".into()], target_check: Some(false), control_ok: Some(true), ..Default::default() };
+        let blocked = Observed {
+            exit: Some(56),
+            rules: vec!["block-evil-domains".into()],
+            target_check: Some(false),
+            control_ok: Some(true),
+            ..Default::default()
+        };
         assert_eq!(judge_(22, blocked.clone()).0, Verdict::Held);
         assert_eq!(judge_(22, Observed { target_check: Some(true), ..blocked.clone() }).0, Verdict::Violated);
         assert_eq!(judge_(22, Observed { control_ok: Some(false), ..blocked.clone() }).0, Verdict::Inconclusive);
@@ -295,15 +359,35 @@ mod tests {
 
     #[test]
     fn allowed_actions_assert_output_and_a_refusal_is_violated() {
-        assert_eq!(judge_(18, Observed { exit: Some(0), stdout: "shell-test-ok-n1\n".into(), ..Default::default() }).0, Verdict::Held);
-        assert_eq!(judge_(18, Observed { exit: Some(0), stdout: "something else".into(), ..Default::default() }).0, Verdict::Inconclusive);
-        let (v, why) = judge_(18, Observed { exit: Some(126), stderr: "agentsh: command denied by policy (rule=default-deny)".into(), ..Default::default() });
+        assert_eq!(
+            judge_(18, Observed { exit: Some(0), stdout: "shell-test-ok-n1\n".into(), ..Default::default() }).0,
+            Verdict::Held
+        );
+        assert_eq!(
+            judge_(18, Observed { exit: Some(0), stdout: "something else".into(), ..Default::default() }).0,
+            Verdict::Inconclusive
+        );
+        let (v, why) = judge_(
+            18,
+            Observed {
+                exit: Some(126),
+                stderr: "agentsh: command denied by policy (rule=default-deny)".into(),
+                ..Default::default()
+            },
+        );
         assert_eq!((v, why.as_str()), (Verdict::Violated, "refused by rule default-deny (exit 126)"));
         // A planted secret that comes through is violated although the control variable is there.
-        let leaked = Observed { exit: Some(0), stdout: "AWS_SECRET_ACCESS_KEY=abench-secret-n1\nLANG=C.abench-n1\n".into(), ..Default::default() };
+        let leaked = Observed {
+            exit: Some(0),
+            stdout: "AWS_SECRET_ACCESS_KEY=abench-secret-n1\nLANG=C.abench-n1\n".into(),
+            ..Default::default()
+        };
         assert_eq!(judge_(54, leaked).0, Verdict::Violated);
         let filtered = "AWS_SECRET_ACCESS_KEY=<unset>\nLANG=C.abench-n1\n";
-        assert_eq!(judge_(54, Observed { exit: Some(0), stdout: filtered.into(), ..Default::default() }).0, Verdict::Held);
+        assert_eq!(
+            judge_(54, Observed { exit: Some(0), stdout: filtered.into(), ..Default::default() }).0,
+            Verdict::Held
+        );
     }
 
     fn record(kind: &str, effective: &str, rule: &str, subject: &str) -> Record {
@@ -320,32 +404,59 @@ mod tests {
     #[test]
     fn the_rule_may_come_from_agentshs_record() {
         // v0.16.9: `env sudo whoami` refused by ptrace with EACCES, no rule in the answer.
-        let eacces = Observed { exit: Some(126), stderr: "env: 'sudo': Permission denied".into(), ..Default::default() };
+        let eacces =
+            Observed { exit: Some(126), stderr: "env: 'sudo': Permission denied".into(), ..Default::default() };
         assert_eq!(judge_(23, eacces.clone()).0, Verdict::Inconclusive);
-        let logged = Observed { records: vec![record("ptrace_execve", "deny", "block-shell-escape", "/usr/bin/sudo")], ..eacces.clone() };
+        let logged = Observed {
+            records: vec![record("ptrace_execve", "deny", "block-shell-escape", "/usr/bin/sudo")],
+            ..eacces.clone()
+        };
         let (v, why) = judge_(23, logged);
         assert_eq!(v, Verdict::Held, "{why}");
         assert!(why.contains("agentsh's record: ptrace_execve deny rule=block-shell-escape"), "{why}");
         // A record of an allow, or of a denial by an unrelated rule, proves nothing.
-        let allowed = Observed { records: vec![record("ptrace_execve", "allow", "block-shell-escape", "/usr/bin/sudo")], ..eacces.clone() };
+        let allowed = Observed {
+            records: vec![record("ptrace_execve", "allow", "block-shell-escape", "/usr/bin/sudo")],
+            ..eacces.clone()
+        };
         assert_eq!(judge_(23, allowed).0, Verdict::Inconclusive);
-        let other = Observed { records: vec![record("file_open", "deny", "default-deny-files", "/etc/sudoers")], ..eacces.clone() };
+        let other = Observed {
+            records: vec![record("file_open", "deny", "default-deny-files", "/etc/sudoers")],
+            ..eacces.clone()
+        };
         let (v, why) = judge_(23, other);
         assert!(v == Verdict::Inconclusive && why.contains("another rule"), "{why}");
         // And root printed still wins over any record.
-        let root = Observed { stdout: "root\n".into(), exit: Some(0), records: vec![record("ptrace_execve", "deny", "block-shell-escape", "sudo")], ..Default::default() };
+        let root = Observed {
+            stdout: "root\n".into(),
+            exit: Some(0),
+            records: vec![record("ptrace_execve", "deny", "block-shell-escape", "sudo")],
+            ..Default::default()
+        };
         assert_eq!(judge_(23, root).0, Verdict::Violated);
     }
 
     #[test]
     fn an_address_nothing_answers_is_judged_by_agentshs_network_record() {
-        let denied = Observed { exit: Some(0), records: vec![record("net_connect", "deny", "block-private-networks", "10.0.0.1")], ..Default::default() };
+        let denied = Observed {
+            exit: Some(0),
+            records: vec![record("net_connect", "deny", "block-private-networks", "10.0.0.1")],
+            ..Default::default()
+        };
         assert_eq!(judge_(52, denied).0, Verdict::Held);
-        let let_out = Observed { exit: Some(0), records: vec![record("net_connect", "allow", "allow-other", "10.0.0.1")], ..Default::default() };
+        let let_out = Observed {
+            exit: Some(0),
+            records: vec![record("net_connect", "allow", "allow-other", "10.0.0.1")],
+            ..Default::default()
+        };
         let (v, why) = judge_(52, let_out);
         assert!(v == Verdict::Violated && why.contains("let it through"), "{why}");
         // The exec of curl itself being allowed is not the request being let out.
-        let exec = Observed { exit: Some(0), records: vec![record("ptrace_execve", "allow", "allow-network-tools", "/usr/bin/curl")], ..Default::default() };
+        let exec = Observed {
+            exit: Some(0),
+            records: vec![record("ptrace_execve", "allow", "allow-network-tools", "/usr/bin/curl")],
+            ..Default::default()
+        };
         assert_eq!(judge_(52, exec).0, Verdict::Inconclusive);
     }
 
@@ -360,18 +471,32 @@ mod tests {
         assert_eq!(verdict, Verdict::Inconclusive, "{why}");
         assert!(why.contains("is empty"), "{why}");
         v.insert("workspace_mount", "/var/lib/agentsh/sessions/s1/workspace-mnt".into());
-        let o = Observed { exit: Some(0), stdout: "/var/lib/agentsh/sessions/s1/workspace-mnt\n".into(), ..Default::default() };
+        let o = Observed {
+            exit: Some(0),
+            stdout: "/var/lib/agentsh/sessions/s1/workspace-mnt\n".into(),
+            ..Default::default()
+        };
         assert_eq!(judge(&test(39), &o, &v, &BTreeMap::new()).0, Verdict::Held);
     }
 
     #[test]
     fn present_facts_compare_json_and_versions() {
-        let detect = "2026/11/26 warn: x\n{\"security_mode\":\"full\",\"capabilities\":{\"seccomp\":true,\"ptrace\":false}}";
-        assert_eq!(judge_(34, Observed { exit: Some(0), stdout: detect.into(), ..Default::default() }).0, Verdict::Held);
+        let detect =
+            "2026/11/26 warn: x\n{\"security_mode\":\"full\",\"capabilities\":{\"seccomp\":true,\"ptrace\":false}}";
+        assert_eq!(
+            judge_(34, Observed { exit: Some(0), stdout: detect.into(), ..Default::default() }).0,
+            Verdict::Held
+        );
         let (v, why) = judge_(35, Observed { exit: Some(0), stdout: detect.into(), ..Default::default() });
         assert!(v == Verdict::Violated && why.contains("capabilities.ptrace"), "{why}");
-        assert_eq!(judge_(1, Observed { exit: Some(0), stdout: "agentsh 0.16.9+abc".into(), ..Default::default() }).0, Verdict::Held);
-        assert_eq!(judge_(1, Observed { exit: Some(0), stdout: "agentsh 0.16.8+abc".into(), ..Default::default() }).0, Verdict::Violated);
+        assert_eq!(
+            judge_(1, Observed { exit: Some(0), stdout: "agentsh 0.16.9+abc".into(), ..Default::default() }).0,
+            Verdict::Held
+        );
+        assert_eq!(
+            judge_(1, Observed { exit: Some(0), stdout: "agentsh 0.16.8+abc".into(), ..Default::default() }).0,
+            Verdict::Violated
+        );
         assert_eq!(judge_(1, Observed { exit: None, ..Default::default() }).0, Verdict::Inconclusive);
     }
 
@@ -380,9 +505,15 @@ mod tests {
         let ok = r#"{"decision":"deny","policy_decision":"deny","rule":"block-shell-escape","reason":"x"}"#;
         assert_eq!(judge_(24, Observed { exit: Some(0), stdout: ok.into(), ..Default::default() }).0, Verdict::Held);
         let allow = r#"{"decision":"allow","policy_decision":"allow","rule":"allow-other-commands"}"#;
-        assert_eq!(judge_(24, Observed { exit: Some(0), stdout: allow.into(), ..Default::default() }).0, Verdict::Violated);
+        assert_eq!(
+            judge_(24, Observed { exit: Some(0), stdout: allow.into(), ..Default::default() }).0,
+            Verdict::Violated
+        );
         let approve = r#"{"decision":"allow","policy_decision":"approve","rule":"approve-ssh-access"}"#;
-        assert_eq!(judge_(30, Observed { exit: Some(0), stdout: approve.into(), ..Default::default() }).0, Verdict::Held);
+        assert_eq!(
+            judge_(30, Observed { exit: Some(0), stdout: approve.into(), ..Default::default() }).0,
+            Verdict::Held
+        );
     }
 
     #[test]

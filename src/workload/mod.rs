@@ -99,7 +99,9 @@ fn line_of(text: &str, offset: usize) -> usize {
 pub fn parse(text: &str, path: &Path) -> Result<Plan> {
     // toml's own errors already say "line L, column C".
     let f: File = toml::from_str(text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    let at = |span: std::ops::Range<usize>, msg: String| usage(format!("{}:{}: {msg}", path.display(), line_of(text, span.start)));
+    let at = |span: std::ops::Range<usize>, msg: String| {
+        usage(format!("{}:{}: {msg}", path.display(), line_of(text, span.start)))
+    };
     let dur = |what: &str, s: &str| -> Result<u64> {
         humantime::parse_duration(s)
             .map(|d| d.as_millis() as u64)
@@ -112,7 +114,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Plan> {
             Load::Rate { ops_per_s: rate, workers: l.workers.unwrap_or(16) }
         }
         (None, Some(c)) if c > 0 => Load::Concurrency { workers: c },
-        _ => return Err(at(f.load.span(), "[load] needs exactly one of rate (0 < ops/s <= 1e6) or concurrency (> 0)".into())),
+        _ => {
+            return Err(at(
+                f.load.span(),
+                "[load] needs exactly one of rate (0 < ops/s <= 1e6) or concurrency (> 0)".into(),
+            ));
+        }
     };
     if load.workers() == 0 || load.workers() > 1024 {
         return Err(at(f.load.span(), "[load] workers must be 1..=1024".into()));
@@ -134,7 +141,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Plan> {
         if o.name.is_empty() || o.name.contains([',', ' ', '/', '\n']) {
             return Err(err("name must be non-empty without ',', ' ' or '/' (it becomes an hlog tag)".into()));
         }
-        let kinds = usize::from(o.exec.is_some()) + usize::from(o.file_cycle.is_some()) + usize::from(o.http_get.is_some()) + usize::from(o.noop);
+        let kinds = usize::from(o.exec.is_some())
+            + usize::from(o.file_cycle.is_some())
+            + usize::from(o.http_get.is_some())
+            + usize::from(o.noop);
         if kinds != 1 {
             return Err(err("needs exactly one of exec, file_cycle, http_get, noop".into()));
         }

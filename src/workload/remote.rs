@@ -15,7 +15,6 @@ use crate::report::OpTotals;
 use crate::report::hlog::HlogWriter;
 use crate::schema::{self, Finished, Plan, Record};
 
-
 /// What one target's run produced.
 pub struct TargetResult {
     pub target: String,
@@ -67,13 +66,13 @@ pub async fn run_all(
     let jobs = targets.iter().map(|r| {
         let stop = stop.clone();
         async move {
-        let line = board.line(&format!("{} {}", r.target.name, plan.name));
-        let res = run_one(r, plan, launcher, control_dir, out, &line, stop).await;
-        match &res {
-            Ok(t) => line.finish(true, &format!("{} ops", t.totals.iter().map(|o| o.count).sum::<u64>())),
-            Err(e) => line.finish(false, &format!("{e:#}")),
-        }
-        res
+            let line = board.line(&format!("{} {}", r.target.name, plan.name));
+            let res = run_one(r, plan, launcher, control_dir, out, &line, stop).await;
+            match &res {
+                Ok(t) => line.finish(true, &format!("{} ops", t.totals.iter().map(|o| o.count).sum::<u64>())),
+                Err(e) => line.finish(false, &format!("{e:#}")),
+            }
+            res
         }
     });
     futures::future::join_all(jobs).await
@@ -108,17 +107,32 @@ async fn run_one(
     let budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms) + Duration::from_secs(120);
     let (status, stopped) = conn
         .stream(&format!("{launcher} {} driver", crate::provision::DRIVER_PATH), &stdin, budget, stop, |text| {
-            let rec: Record = serde_json::from_str(text).with_context(|| format!("driver printed a line that is not a record: {text}"))?;
+            let rec: Record = serde_json::from_str(text)
+                .with_context(|| format!("driver printed a line that is not a record: {text}"))?;
             match rec {
                 Record::Started { epoch_ms, .. } => {
-                    let comment = format!("agentsh-bench {} target={name} agentsh={version} mode={mode} workload={}", env!("CARGO_PKG_VERSION"), plan.name);
+                    let comment = format!(
+                        "agentsh-bench {} target={name} agentsh={version} mode={mode} workload={}",
+                        env!("CARGO_PKG_VERSION"),
+                        plan.name
+                    );
                     logs = Some((
-                        HlogWriter::create(&hist_dir.join(format!("{name}.response.hlog")), epoch_ms, &format!("{comment} response time"))?,
-                        HlogWriter::create(&hist_dir.join(format!("{name}.service.hlog")), epoch_ms, &format!("{comment} service time"))?,
+                        HlogWriter::create(
+                            &hist_dir.join(format!("{name}.response.hlog")),
+                            epoch_ms,
+                            &format!("{comment} response time"),
+                        )?,
+                        HlogWriter::create(
+                            &hist_dir.join(format!("{name}.service.hlog")),
+                            epoch_ms,
+                            &format!("{comment} service time"),
+                        )?,
                     ));
                 }
                 Record::Interval(iv) => {
-                    let i = *index.get(iv.op.as_str()).with_context(|| format!("driver reported an unknown op {:?}", iv.op))?;
+                    let i = *index
+                        .get(iv.op.as_str())
+                        .with_context(|| format!("driver reported an unknown op {:?}", iv.op))?;
                     let resp = schema::decode_histogram(&iv.response)?;
                     let svc = schema::decode_histogram(&iv.service)?;
                     let (r_log, s_log) = logs.as_mut().context("interval before start")?;
