@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+pub use crate::provider::{Engine, ProviderKind};
 
 /// Upper bound on `--vms`: past this a 2-core controller spends its time in SSH, not measuring,
 /// and a typo (`--vms 800`) should be a usage error, not an hour of provisioning.
@@ -58,31 +60,6 @@ pub struct Global {
     /// More logging (-v info, -vv debug). AGENTSH_BENCH_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProviderKind {
-    /// One podman (or docker) container per target on this machine.
-    Local,
-    /// exe.dev VMs through its SSH command protocol.
-    Exe,
-    /// Hosts listed in a TOML inventory (--inventory).
-    Ssh,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Engine {
-    Podman,
-    Docker,
-}
-
-impl Engine {
-    pub fn program(self) -> &'static str {
-        match self {
-            Engine::Podman => "podman",
-            Engine::Docker => "docker",
-        }
-    }
 }
 
 /// Where targets come from and what is installed on them; shared by the main job and `up`.

@@ -20,6 +20,7 @@ mod record;
 mod report;
 mod schema;
 mod suite;
+mod target;
 mod watchdog;
 mod workload;
 

@@ -50,10 +50,10 @@ pub async fn wedged(shim: &Conn, observe: &Conn) -> String {
 /// `None` when the server answers; otherwise why it is considered wedged. A shimmed command that
 /// fails fast is not a wedge (that is a test's business); one that hangs is.
 pub async fn check(shim: &Conn, observe: &Conn) -> Option<String> {
-    let health = format!("curl -sf --max-time 5 {}", crate::provision::HEALTH);
+    let health = format!("curl -sf --max-time 5 {}", crate::target::HEALTH);
     match observe.run(&health, Duration::from_secs(10)).await {
         Ok(o) if o.ok() => {}
-        Ok(o) => return Some(format!("{} did not answer: {}", crate::provision::HEALTH, o.describe())),
+        Ok(o) => return Some(format!("{} did not answer: {}", crate::target::HEALTH, o.describe())),
         // The observation channel is not governed: if it fails, the target is gone, not wedged.
         Err(_) => return None,
     }
@@ -73,7 +73,7 @@ pub async fn recover(observe: &Conn, dir: &Path, n: u32, why: &str) -> Result<St
     std::fs::write(dir.join(format!("wedge-{n}.txt")), format!("wedge {n}: {why}\n{evidence}"))
         .with_context(|| format!("writing {}", dir.display()))?;
     let aborted = observe.run(ABORT_FUSE, quick).await.context("aborting FUSE connections")?;
-    let restart = format!("pkill -9 -f '^agentsh' ; sleep 0.5; {}", crate::provision::SERVER_START);
+    let restart = format!("pkill -9 -f '^agentsh' ; sleep 0.5; {}", crate::target::SERVER_START);
     let out = observe.run(&restart, quick * 2).await.context("restarting the agentsh server")?;
     if !out.ok() {
         bail!("the agentsh server did not come back after wedge {n}: {}", out.describe());

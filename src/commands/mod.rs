@@ -217,11 +217,7 @@ async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep:
         Some(_) => return Err(exit::usage("--baseline compares suite verdicts: it needs --iterations of 1 or more")),
         None => None,
     };
-    let gaps = crate::suite::environment_gaps(match args.provider {
-        ProviderKind::Local => "local",
-        ProviderKind::Exe => "exe",
-        ProviderKind::Ssh => "ssh",
-    })?;
+    let gaps = crate::suite::environment_gaps(args.provider.as_str())?;
     let provider = provider_for(args)?;
     let run = provider::new_run_tag();
     // Ctrl-C while provisioning drops the job (its ssh and engine child processes die with it);

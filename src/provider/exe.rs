@@ -108,7 +108,7 @@ impl ExeProvider {
             Spec {
                 name: &name,
                 run,
-                provider: "exe",
+                provider: super::ProviderKind::Exe,
                 route: Route::Host { hostname: host, port },
                 user,
                 include: self.ssh_config.as_deref(),
@@ -119,8 +119,8 @@ impl ExeProvider {
 
 #[async_trait]
 impl Provider for ExeProvider {
-    fn kind(&self) -> &'static str {
-        "exe"
+    fn kind(&self) -> super::ProviderKind {
+        super::ProviderKind::Exe
     }
 
     async fn prepare(&self) -> Result<()> {

@@ -9,25 +9,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::cli::Engine;
+use crate::provider::Engine;
+use crate::target::PACKAGES;
 
-/// What agentsh and the suite need on a target (the exe.dev setup's list plus sshd, iproute2
-/// and procps for the harness's own checks).
-pub const PACKAGES: &[&str] = &[
-    "openssh-server",
-    "ca-certificates",
-    "curl",
-    "python3",
-    "fuse3",
-    "libseccomp2",
-    "sudo",
-    "file",
-    "git",
-    "jq",
-    "iproute2",
-    "procps",
-    "findutils",
-];
 const SUITE: &str = "bookworm";
 /// Bump when the build steps change in a way the package list does not show.
 const RECIPE_VERSION: u32 = 1;

@@ -65,8 +65,8 @@ impl InventoryProvider {
 
 #[async_trait]
 impl Provider for InventoryProvider {
-    fn kind(&self) -> &'static str {
-        "ssh"
+    fn kind(&self) -> super::ProviderKind {
+        super::ProviderKind::Ssh
     }
 
     async fn prepare(&self) -> Result<()> {
@@ -92,7 +92,7 @@ impl Provider for InventoryProvider {
                     Spec {
                         name: &h.name,
                         run,
-                        provider: "ssh",
+                        provider: super::ProviderKind::Ssh,
                         route: Route::Host { hostname: &h.host, port: h.port },
                         user: &h.user,
                         include: user_config.as_deref(),

@@ -15,7 +15,7 @@ use tokio::process::Command;
 
 use super::sshconfig::{self, Route, Spec};
 use super::{Listed, Provider, Target, image, run_of, target_name};
-use crate::cli::Engine;
+use crate::provider::Engine;
 
 const LABEL: &str = "agentsh-bench";
 const RUN_LABEL: &str = "agentsh-bench.run";
@@ -111,7 +111,14 @@ impl LocalProvider {
         sshconfig::write_target(
             dir,
             &key.0,
-            Spec { name: &name, run, provider: "local", route: Route::Proxy(&proxy), user: "root", include: None },
+            Spec {
+                name: &name,
+                run,
+                provider: super::ProviderKind::Local,
+                route: Route::Proxy(&proxy),
+                user: "root",
+                include: None,
+            },
         )
     }
 
@@ -128,8 +135,8 @@ impl LocalProvider {
 
 #[async_trait]
 impl Provider for LocalProvider {
-    fn kind(&self) -> &'static str {
-        "local"
+    fn kind(&self) -> super::ProviderKind {
+        super::ProviderKind::Local
     }
 
     async fn prepare(&self) -> Result<()> {

@@ -14,12 +14,55 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 
-use crate::cli::{Engine, ProviderKind};
 use crate::control::SshDest;
 
 pub use exe::ExeProvider;
 pub use inventory::InventoryProvider;
 pub use local::LocalProvider;
+
+/// Where targets come from (`--provider`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// One podman (or docker) container per target on this machine.
+    Local,
+    /// exe.dev VMs through its SSH command protocol.
+    Exe,
+    /// Hosts listed in a TOML inventory (--inventory).
+    Ssh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    Podman,
+    Docker,
+}
+
+impl Engine {
+    pub fn program(self) -> &'static str {
+        match self {
+            Engine::Podman => "podman",
+            Engine::Docker => "docker",
+        }
+    }
+}
+
+impl ProviderKind {
+    /// The name users type after `--provider`, and the key of `scenarios/environment.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Local => "local",
+            ProviderKind::Exe => "exe",
+            ProviderKind::Ssh => "ssh",
+        }
+    }
+}
+
+impl std::fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Prefix of everything this harness creates; `down` without `--run` removes all of it.
 const NAME_PREFIX: &str = "abench";
@@ -29,7 +72,7 @@ const NAME_PREFIX: &str = "abench";
 pub struct Target {
     pub name: String,
     pub run: String,
-    pub provider: &'static str,
+    pub provider: ProviderKind,
     /// The channel the tests use: root's login shell (the agentsh shim once installed).
     pub ssh: SshDest,
     /// The observation channel: a uid-0 user whose login shell is a copy of bash taken before the
@@ -47,7 +90,7 @@ pub struct Listed {
 
 #[async_trait]
 pub trait Provider: Send + Sync {
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> ProviderKind;
     /// One-time work before targets are created (image build, control-plane check). Its cost is
     /// reported apart from provisioning.
     async fn prepare(&self) -> Result<()>;

@@ -21,7 +21,7 @@ pub enum Route<'a> {
 pub struct Spec<'a> {
     pub name: &'a str,
     pub run: &'a str,
-    pub provider: &'static str,
+    pub provider: crate::provider::ProviderKind,
     pub route: Route<'a>,
     pub user: &'a str,
     /// A user ssh config to include (exe.dev users keep their gateway settings there).
@@ -34,7 +34,7 @@ pub fn write_target(dir: &Path, key: &Path, spec: Spec<'_>) -> Result<Target> {
     let file = dir.join(format!("{}.ssh_config", spec.name));
     let observe_alias = format!("{}-observe", spec.name);
     let mut text = String::from("# written by agentsh-bench; `ssh -F THIS_FILE ALIAS` reaches the target\n");
-    for (alias, user) in [(spec.name, spec.user), (observe_alias.as_str(), crate::provision::OBSERVER_USER)] {
+    for (alias, user) in [(spec.name, spec.user), (observe_alias.as_str(), crate::target::OBSERVER_USER)] {
         let _ = writeln!(text, "\nHost {alias}");
         match &spec.route {
             Route::Proxy(cmd) => {
@@ -83,7 +83,7 @@ mod tests {
             Spec {
                 name: "abench-x-0",
                 run: "x",
-                provider: "local",
+                provider: crate::provider::ProviderKind::Local,
                 route: Route::Proxy("podman exec -i abench-x-0 /usr/sbin/sshd -i"),
                 user: "root",
                 include: None,
@@ -93,7 +93,7 @@ mod tests {
         let text = std::fs::read_to_string(&t.ssh.config_file).unwrap();
         assert_eq!(text.matches("ProxyCommand podman exec -i abench-x-0").count(), 2);
         assert!(text.contains("Host abench-x-0\n") && text.contains("Host abench-x-0-observe\n"));
-        assert!(text.contains("User root") && text.contains(&format!("User {}", crate::provision::OBSERVER_USER)));
+        assert!(text.contains("User root") && text.contains(&format!("User {}", crate::target::OBSERVER_USER)));
         assert_eq!(t.observe.alias, "abench-x-0-observe");
     }
 }

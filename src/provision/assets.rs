@@ -33,7 +33,12 @@ pub const PROBE_RULE: &str = "abench-readiness-probe";
 
 /// `version` is the agentsh version being installed (`None` for `--agentsh none`): some versions
 /// need their own overrides (see `assets/overrides/agentsh-*.yaml`).
-pub fn load(provider: &str, version: Option<&str>, config: Option<&Path>, policy: Option<&Path>) -> Result<Assets> {
+pub fn load(
+    provider: crate::provider::ProviderKind,
+    version: Option<&str>,
+    config: Option<&Path>,
+    policy: Option<&Path>,
+) -> Result<Assets> {
     let dir = crate::paths::assets_dir();
     let config_source = config.map_or_else(|| dir.join("config.yaml"), Path::to_path_buf);
     let policy_source = policy.map_or_else(|| dir.join("policies/default.yaml"), Path::to_path_buf);
@@ -98,21 +103,22 @@ fn merge(base: &mut Value, over: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::ProviderKind;
 
     #[test]
     fn local_override_disables_cgroups_and_keeps_the_rest() {
-        let a = load("local", None, None, None).unwrap();
+        let a = load(ProviderKind::Local, None, None, None).unwrap();
         let cfg: Value = serde_yaml::from_slice(&a.config).unwrap();
         assert_eq!(cfg["sandbox"]["cgroups"]["enabled"], Value::Bool(false));
         assert_eq!(cfg["sandbox"]["ptrace"]["enabled"], Value::Bool(true));
         assert_eq!(cfg["server"]["http"]["addr"], Value::String("127.0.0.1:18080".into()));
-        let exe: Value = serde_yaml::from_slice(&load("exe", None, None, None).unwrap().config).unwrap();
+        let exe: Value = serde_yaml::from_slice(&load(ProviderKind::Exe, None, None, None).unwrap().config).unwrap();
         assert_eq!(exe["sandbox"]["cgroups"]["enabled"], Value::Bool(true));
     }
 
     #[test]
     fn policy_keeps_its_rules_and_gets_the_probe_first() {
-        let a = load("local", Some("0.16.9"), None, None).unwrap();
+        let a = load(ProviderKind::Local, Some("0.16.9"), None, None).unwrap();
         let installed: Value = serde_yaml::from_slice(&a.policy).unwrap();
         let original = read_yaml(&crate::paths::assets_dir().join("policies/default.yaml")).unwrap();
         let names = |v: &Value| -> Vec<String> {
@@ -132,7 +138,8 @@ mod tests {
         // Loading twice (a policy that already has the probe) does not add it twice.
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), &a.policy).unwrap();
-        let again: Value = serde_yaml::from_slice(&load("local", None, None, Some(f.path())).unwrap().policy).unwrap();
+        let again: Value =
+            serde_yaml::from_slice(&load(ProviderKind::Local, None, None, Some(f.path())).unwrap().policy).unwrap();
         assert_eq!(names(&again), expected);
     }
 
@@ -140,10 +147,11 @@ mod tests {
     fn a_policy_without_command_rules_gets_one() {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), "version: 1\nname: bare\n").unwrap();
-        let p: Value = serde_yaml::from_slice(&load("local", None, None, Some(f.path())).unwrap().policy).unwrap();
+        let p: Value =
+            serde_yaml::from_slice(&load(ProviderKind::Local, None, None, Some(f.path())).unwrap().policy).unwrap();
         assert_eq!(p["command_rules"][0]["name"], Value::String(PROBE_RULE.into()));
         std::fs::write(f.path(), "command_rules: 3\n").unwrap();
-        let e = load("local", None, None, Some(f.path())).err().unwrap();
+        let e = load(ProviderKind::Local, None, None, Some(f.path())).err().unwrap();
         assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE);
     }
 
@@ -151,7 +159,7 @@ mod tests {
     fn broken_yaml_names_file_and_line() {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), "a: 1\nb: [unclosed\n").unwrap();
-        let e = load("local", None, Some(f.path()), None).err().unwrap();
+        let e = load(ProviderKind::Local, None, Some(f.path()), None).err().unwrap();
         let msg = format!("{e:#}");
         assert!(msg.contains(&f.path().display().to_string()) && msg.contains("line"), "{msg}");
         assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE);

@@ -6,8 +6,6 @@ pub mod assets;
 mod steps;
 pub mod versions;
 
-pub use steps::{DRIVER_PATH, FIXTURE_LOG, HEALTH, SERVER_START};
-
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -20,9 +18,6 @@ use crate::agentsh::Artifact;
 use crate::control::Conn;
 use crate::progress::Board;
 use crate::provider::Target;
-
-/// The uid-0 user of the observation channel (its shell is a pre-shim copy of bash).
-pub const OBSERVER_USER: &str = "abench-obs";
 
 /// What every target gets.
 pub struct Setup {
@@ -74,7 +69,7 @@ pub struct Finding {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Failed {
     pub name: String,
-    pub provider: &'static str,
+    pub provider: crate::provider::ProviderKind,
     pub step: String,
     pub error: String,
     pub seconds: f64,

@@ -5,17 +5,13 @@
 use anyhow::{Context, Result, bail};
 
 use super::assets::{PROBE_COMMAND, PROBE_RULE};
-use super::{Ctx, OBSERVER_USER, QUICK, SLOW};
+use super::{Ctx, QUICK, SLOW};
 use crate::agentsh::{Artifact, parse_version_output};
 use crate::control::{CmdOutput, Conn};
-use crate::provider::image::PACKAGES;
+use crate::target::{
+    DRIVER_PATH, FIXTURE_HOSTS, FIXTURE_LOG, HEALTH, OBSERVER_SHELL, OBSERVER_USER, PACKAGES, SERVER_START,
+};
 
-const OBSERVER_SHELL: &str = "/usr/local/libexec/agentsh-bench/bash";
-pub const DRIVER_PATH: &str = "/usr/local/bin/agentsh-bench";
-pub const HEALTH: &str = "http://127.0.0.1:18080/health";
-/// Starts the server in the background with `AGENTSH_NO_AUTO=1` and waits up to 30 s for /health;
-/// exits 1 if it never answers. (Also how the watchdog restarts a wedged server.)
-pub const SERVER_START: &str = include_str!("../../assets/scripts/start-server.sh");
 /// What the readiness probe prints if it ever runs.
 const PROBE_MARKER: &str = "abench-probe-ran";
 
@@ -68,18 +64,6 @@ pub async fn observer(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
     Ok(())
 }
 
-/// Outside hosts the suite names, each mapped in the target's /etc/hosts to a loopback address of
-/// its own where a fixture answers HTTP (80) and HTTPS (443, a certificate from a CA made on the
-/// target and trusted there). Network tests then never leave the target whatever agentsh does,
-/// and a request that got through is seen in the fixture log. Registry names are `.test`
-/// stand-ins, as in the policy.
-pub const FIXTURE_HOSTS: &[(&str, &[&str])] = &[
-    ("127.0.0.2", &["evil.com", "www.evil.com"]),
-    ("127.0.0.3", &["registry.npm.test"]),
-    ("127.0.0.4", &["api.github.com"]),
-    ("127.0.0.5", &["evil.test"]),
-];
-pub const FIXTURE_LOG: &str = "/var/log/agentsh-bench/fixtures.log";
 const FIXTURE_SCRIPT: &[u8] = include_bytes!("../../assets/fixtures/fixtures.py");
 
 /// Installs and (re)starts the fixtures; waits until one answers over HTTPS by name. (A pid file,

@@ -43,7 +43,7 @@ impl RunDir {
             match o {
                 Ok(r) => w.write_record([
                     r.target.name.as_str(),
-                    r.target.provider,
+                    r.target.provider.as_str(),
                     "ready",
                     r.agentsh_version.as_deref().unwrap_or("none"),
                     "",
@@ -52,7 +52,7 @@ impl RunDir {
                 ])?,
                 Err(f) => w.write_record([
                     f.name.as_str(),
-                    f.provider,
+                    f.provider.as_str(),
                     "failed",
                     "",
                     f.step.as_str(),

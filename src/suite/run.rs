@@ -15,7 +15,7 @@ use crate::control::{Conn, shell_quote};
 use crate::provision::Ready;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-const API: &str = "http://127.0.0.1:18080/api/v1";
+use crate::target::API;
 
 /// One execution of one test.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -389,7 +389,7 @@ async fn execute_test(t: &Test, on: On<'_>) -> Result<Observed> {
                 format!(
                     "grep -m1 -F -- {} {}",
                     shell_quote(&format!("\"path\": \"{}\"", f(p))),
-                    crate::provision::FIXTURE_LOG
+                    crate::target::FIXTURE_LOG
                 )
             })
         };

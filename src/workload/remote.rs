@@ -106,7 +106,7 @@ async fn run_one(
     let stdin = serde_json::to_vec(plan)?;
     let budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms) + Duration::from_secs(120);
     let (status, stopped) = conn
-        .stream(&format!("{launcher} {} driver", crate::provision::DRIVER_PATH), &stdin, budget, stop, |text| {
+        .stream(&format!("{launcher} {} driver", crate::target::DRIVER_PATH), &stdin, budget, stop, |text| {
             let rec: Record = serde_json::from_str(text)
                 .with_context(|| format!("driver printed a line that is not a record: {text}"))?;
             match rec {
