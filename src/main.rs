@@ -21,6 +21,7 @@ mod report;
 mod schema;
 mod suite;
 mod target;
+mod text;
 mod watchdog;
 mod workload;
 

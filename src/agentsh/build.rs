@@ -116,13 +116,8 @@ fn find_c_source(root: &Path, needle: &str) -> Option<PathBuf> {
 }
 
 pub(super) fn which_go() -> Result<PathBuf> {
-    for dir in
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).chain([PathBuf::from("/usr/local/go/bin")])
-    {
-        let go = dir.join("go");
-        if go.is_file() {
-            return Ok(go);
-        }
+    match crate::text::which("go", &["/usr/local/go/bin"]) {
+        Some(go) => Ok(go),
+        None => bail!("go not found on PATH (agentsh needs Go >= 1.25 to build)"),
     }
-    bail!("go not found on PATH (agentsh needs Go >= 1.25 to build)")
 }

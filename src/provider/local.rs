@@ -199,8 +199,8 @@ impl Provider for LocalProvider {
 }
 
 fn which(program: &str) -> Result<()> {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
-        .unwrap_or(false);
-    if found { Ok(()) } else { bail!("{program} not found on PATH") }
+    match crate::text::which(program, &[]) {
+        Some(_) => Ok(()),
+        None => bail!("{program} not found on PATH"),
+    }
 }

@@ -206,7 +206,7 @@ pub async fn readiness(ctx: &Ctx<'_>, conn: &Conn, observe: &Conn, artifact: &Ar
 
     // detect prints on stderr through v0.19.1 and on stdout after: take both.
     let detect = run_logged(ctx, observe, "agentsh detect -o json 2>&1", QUICK).await?;
-    let json = extract_json(&detect.stdout).context("agentsh detect -o json printed no JSON")?;
+    let json = crate::text::first_json(&detect.stdout).context("agentsh detect -o json printed no JSON")?;
     std::fs::write(ctx.dir.join("detect.json"), serde_json::to_vec_pretty(&json)?)?;
 
     check_logged(ctx, observe, "cmp -s /bin/bash /usr/bin/agentsh-shell-shim && test -x /bin/bash.real", QUICK)
@@ -396,13 +396,6 @@ pub async fn readiness_without_agentsh(ctx: &Ctx<'_>, conn: &Conn, observe: &Con
     Ok(())
 }
 
-/// The first JSON object in mixed output (detect may print log lines around it).
-fn extract_json(text: &str) -> Option<serde_json::Value> {
-    let start = text.find('{')?;
-    let mut de = serde_json::Deserializer::from_str(&text[start..]).into_iter::<serde_json::Value>();
-    de.next()?.ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,8 +416,8 @@ mod tests {
 
     #[test]
     fn json_is_found_among_log_lines() {
-        let v = extract_json("2026/01/01 00:00:00 warn x\n{\"security_mode\":\"full\"}\ntrailer").unwrap();
+        let v = crate::text::first_json("2026/01/01 00:00:00 warn x\n{\"security_mode\":\"full\"}\ntrailer").unwrap();
         assert_eq!(v["security_mode"], "full");
-        assert!(extract_json("no json").is_none());
+        assert!(crate::text::first_json("no json").is_none());
     }
 }

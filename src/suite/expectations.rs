@@ -54,7 +54,7 @@ pub fn load(dir: &Path, version: &str, known_ids: &[u32]) -> Result<Option<BTree
     }
     let mut out = BTreeMap::new();
     for s in f.test {
-        let line = text[..s.span().start.min(text.len())].matches('\n').count() + 1;
+        let line = crate::text::line_of(&text, s.span().start);
         let e = s.into_inner();
         let at = format!("{}:{line}: test {}", path.display(), e.id);
         if !known_ids.contains(&e.id) {

@@ -127,7 +127,7 @@ pub fn load(path: &Path) -> Result<Excludes> {
     let f: File = toml::from_str(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
     let mut out: Vec<Exclude> = Vec::new();
     for spanned in f.exclude {
-        let line = text[..spanned.span().start.min(text.len())].matches('\n').count() + 1;
+        let line = crate::text::line_of(&text, spanned.span().start);
         let e = spanned.into_inner();
         let at = format!("{}:{line}: exclude {:?}", path.display(), e.prefix);
         check(&e, &out).map_err(|msg| usage(format!("{at}: {msg}")))?;

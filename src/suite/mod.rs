@@ -191,7 +191,7 @@ pub fn load(dir: &Path) -> Result<Suite> {
             return Err(usage(format!("{}: category number {} used twice", path.display(), f.number)));
         }
         for spanned in f.test {
-            let line = text[..spanned.span().start.min(text.len())].matches('\n').count() + 1;
+            let line = crate::text::line_of(&text, spanned.span().start);
             let mut t = spanned.into_inner();
             let at = format!("{}:{line}: test {}", path.display(), t.id);
             validate(&t).map_err(|msg| usage(format!("{at}: {msg}")))?;

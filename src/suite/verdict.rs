@@ -243,8 +243,7 @@ pub fn judge(
 
 /// The first JSON object in `text` (tools print log lines around it), then a dotted path in it.
 fn json_at(text: &str, path: &str) -> Option<serde_json::Value> {
-    let start = text.find('{')?;
-    let v: serde_json::Value = serde_json::Deserializer::from_str(&text[start..]).into_iter().next()?.ok()?;
+    let v = crate::text::first_json(text)?;
     path.split('.').try_fold(v, |v, k| v.get(k).cloned())
 }
 

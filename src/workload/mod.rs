@@ -92,15 +92,11 @@ pub fn load(name: &str) -> Result<Plan> {
     parse(&text, &path)
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
 pub fn parse(text: &str, path: &Path) -> Result<Plan> {
     // toml's own errors already say "line L, column C".
     let f: File = toml::from_str(text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
     let at = |span: std::ops::Range<usize>, msg: String| {
-        usage(format!("{}:{}: {msg}", path.display(), line_of(text, span.start)))
+        usage(format!("{}:{}: {msg}", path.display(), crate::text::line_of(text, span.start)))
     };
     let dur = |what: &str, s: &str| -> Result<u64> {
         humantime::parse_duration(s)

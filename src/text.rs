@@ -1,0 +1,47 @@
+//! Small helpers over text and the PATH that several floors need: kept here so that each has one
+//! definition and no floor reaches into another for them.
+
+use std::path::PathBuf;
+
+/// The 1-based line of a byte offset, for errors that name `file:line` (TOML spans are offsets).
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// The first JSON value that starts at a `{` in `text`: agentsh and the tools around it print log
+/// lines before and after the object the harness wants.
+pub fn first_json(text: &str) -> Option<serde_json::Value> {
+    let start = text.find('{')?;
+    serde_json::Deserializer::from_str(&text[start..]).into_iter::<serde_json::Value>().next()?.ok()
+}
+
+/// Where `program` is on `$PATH`, then in `extra` directories (tools installed outside the PATH).
+pub fn which(program: &str, extra: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).chain(extra.iter().map(PathBuf::from)).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_count_from_one_and_offsets_past_the_end_clamp() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 99), 3);
+    }
+
+    #[test]
+    fn json_is_found_between_log_lines() {
+        let v = first_json("INFO starting\n{\"a\": {\"b\": 1}}\ntrailing {").expect("an object");
+        assert_eq!(v["a"]["b"], 1);
+        assert!(first_json("no object here").is_none());
+    }
+
+    #[test]
+    fn which_finds_sh_and_not_a_made_up_name() {
+        assert!(which("sh", &[]).is_some());
+        assert!(which("abench-no-such-program", &[]).is_none());
+    }
+}
