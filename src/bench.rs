@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::cli::{Engine, ProviderKind, TargetArgs};
-use crate::commands;
 use crate::exit;
 
 /// Wall time to create and provision N local targets (agentsh artifact and image are obtained once
@@ -18,7 +17,7 @@ pub async fn provision(sizes: &[u32], agentsh: &str, engine: Engine, runs: u32) 
         return Err(exit::usage(format!("--sizes must be 1..={} and --runs at least 1", crate::cli::MAX_VMS)));
     }
     let mut base = local_targets(agentsh, engine);
-    let provider = commands::provider_for(&base)?;
+    let provider = crate::job::provider_for(&base)?;
 
     // One-time costs, measured apart.
     let t0 = Instant::now();
@@ -41,7 +40,7 @@ pub async fn provision(sizes: &[u32], agentsh: &str, engine: Engine, runs: u32) 
             let rss = RssSampler::start();
             let cpu0 = crate::procstat::machine_busy_seconds();
             let t0 = Instant::now();
-            let result = commands::provision(&base, provider.as_ref(), &run, Some(&scratch.path().join(&run))).await;
+            let result = crate::job::provision(&base, provider.as_ref(), &run, Some(&scratch.path().join(&run))).await;
             let wall = t0.elapsed();
             let cpu = cpu0.zip(crate::procstat::machine_busy_seconds()).map(|((a, cores), (b, _))| (b - a, cores));
             peak_rss = peak_rss.max(rss.stop());
@@ -108,7 +107,7 @@ pub async fn suite(sizes: &[u32], agentsh: &str, engine: Engine, iterations: u32
         return Err(exit::usage(format!("--sizes must be 1..={} and --iterations at least 1", crate::cli::MAX_VMS)));
     }
     let mut base = local_targets(agentsh, engine);
-    let provider = commands::provider_for(&base)?;
+    let provider = crate::job::provider_for(&base)?;
     let suite = crate::suite::load(&crate::suite::suite_dir())?;
     let integrity = crate::suite::integrity::load(&crate::suite::integrity::default_path())?;
     let gaps = crate::suite::environment_gaps("local")?;
@@ -126,7 +125,7 @@ pub async fn suite(sizes: &[u32], agentsh: &str, engine: Engine, iterations: u32
         base.vms = size;
         let run = crate::provider::new_run_tag();
         let dir = scratch.path().join(&run);
-        let p = match commands::provision(&base, provider.as_ref(), &run, Some(&dir)).await {
+        let p = match crate::job::provision(&base, provider.as_ref(), &run, Some(&dir)).await {
             Ok(p) => p,
             Err(e) => {
                 let _ = provider.destroy(Some(&run)).await;
@@ -136,7 +135,7 @@ pub async fn suite(sizes: &[u32], agentsh: &str, engine: Engine, iterations: u32
         let ready = crate::provision::ready_count(&p.outcomes);
         let cpu0 = crate::procstat::machine_busy_seconds();
         let t0 = Instant::now();
-        let result = commands::run_suite(&p, &suite, &integrity, &w, &gaps, None, &run).await;
+        let result = crate::job::run_suite(&p, &suite, &integrity, &w, &gaps, None, &run).await;
         let wall = t0.elapsed();
         let cpu = cpu0.zip(crate::procstat::machine_busy_seconds()).map(|((a, cores), (b, _))| (b - a, cores));
         let destroyed = provider.destroy(Some(&run)).await;
@@ -197,7 +196,7 @@ pub async fn driver(rates: &[f64], duration: Duration, soak: Option<Duration>, e
         return Err(exit::usage("--rates must be positive ops/s"));
     }
     let args = local_targets("none", engine);
-    let provider = commands::provider_for(&args)?;
+    let provider = crate::job::provider_for(&args)?;
     let run = crate::provider::new_run_tag();
     let result = driver_figures(&args, provider.as_ref(), &run, rates, duration, soak).await;
     if let Err(e) = provider.destroy(Some(&run)).await {
@@ -215,7 +214,7 @@ async fn driver_figures(
     soak: Option<Duration>,
 ) -> Result<u8> {
     use crate::schema::{Load, Plan};
-    let p = commands::provision(args, provider, run, None).await?;
+    let p = crate::job::provision(args, provider, run, None).await?;
     let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
     anyhow::ensure!(ready.len() == 1, "the bench target could not be provisioned");
     let control_dir = p.control_dir.clone();

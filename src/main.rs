@@ -11,6 +11,7 @@ mod commands;
 mod control;
 mod driver;
 mod exit;
+mod job;
 mod paths;
 mod procstat;
 mod progress;
