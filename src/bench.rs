@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Engine, ProviderKind, TargetArgs};
+use crate::config::TargetConfig;
 use crate::exit;
+use crate::provider::Engine;
 
 /// Wall time to create and provision N local targets (agentsh artifact and image are obtained once
 /// beforehand and excluded), median of `runs`, and the controller's peak RSS while doing it.
@@ -16,12 +17,12 @@ pub async fn provision(sizes: &[u32], agentsh: &str, engine: Engine, runs: u32) 
     if sizes.is_empty() || sizes.iter().any(|&s| s == 0 || s > crate::cli::MAX_VMS) || runs == 0 {
         return Err(exit::usage(format!("--sizes must be 1..={} and --runs at least 1", crate::cli::MAX_VMS)));
     }
-    let mut base = local_targets(agentsh, engine);
-    let provider = crate::job::provider_for(&base)?;
+    let mut base = TargetConfig::local(agentsh, engine)?;
+    let provider = base.provider()?;
 
     // One-time costs, measured apart.
     let t0 = Instant::now();
-    let spec = crate::agentsh::Spec::parse(agentsh)?;
+    let spec = base.agentsh.clone();
     let artifact = tokio::task::spawn_blocking(move || crate::agentsh::resolve(&spec)).await??;
     let t_artifact = t0.elapsed();
     let t0 = Instant::now();
@@ -106,19 +107,11 @@ pub async fn suite(sizes: &[u32], agentsh: &str, engine: Engine, iterations: u32
     if sizes.is_empty() || sizes.iter().any(|&s| s == 0 || s > crate::cli::MAX_VMS) || iterations == 0 {
         return Err(exit::usage(format!("--sizes must be 1..={} and --iterations at least 1", crate::cli::MAX_VMS)));
     }
-    let mut base = local_targets(agentsh, engine);
-    let provider = crate::job::provider_for(&base)?;
-    let suite = crate::suite::load(&crate::suite::suite_dir())?;
-    let integrity = crate::suite::integrity::load(&crate::suite::integrity::default_path())?;
-    let gaps = crate::suite::environment_gaps("local")?;
-    let w = crate::cli::WorkloadArgs {
-        iterations,
-        shuffle: None,
-        baseline: None,
-        workload: "none".into(),
-        duration: None,
-        rate: None,
-    };
+    let mut base = TargetConfig::local(agentsh, engine)?;
+    let provider = base.provider()?;
+    let suite = crate::config::SuiteConfig::load(base.provider, iterations, None)?;
+    // Ctrl-C ends the suite with what it has; the targets are destroyed below.
+    let stop = crate::job::Stop::on_ctrl_c();
     let scratch = tempfile::Builder::new().prefix("abench-bench").tempdir()?;
     let mut rows = Vec::new();
     for &size in sizes {
@@ -135,7 +128,7 @@ pub async fn suite(sizes: &[u32], agentsh: &str, engine: Engine, iterations: u32
         let ready = crate::provision::ready_count(&p.outcomes);
         let cpu0 = crate::procstat::machine_busy_seconds();
         let t0 = Instant::now();
-        let result = crate::job::run_suite(&p, &suite, &integrity, &w, &gaps, None, &run).await;
+        let result = crate::job::run_suite(&p, &suite, &run, &stop).await;
         let wall = t0.elapsed();
         let cpu = cpu0.zip(crate::procstat::machine_busy_seconds()).map(|((a, cores), (b, _))| (b - a, cores));
         let destroyed = provider.destroy(Some(&run)).await;
@@ -157,7 +150,7 @@ pub async fn suite(sizes: &[u32], agentsh: &str, engine: Engine, iterations: u32
     let one = rows.iter().find(|r| r.0 == 1).map(|r| r.1);
     println!(
         "\nsuite wall time, local targets, agentsh {agentsh}, {iterations} iteration(s) of {} tests on every target",
-        suite.tests.len()
+        suite.suite.tests.len()
     );
     println!(
         "{:>8} {:>9} {:>7} {:>14} {:>8} {:>14} {:>11} {:>7}",
@@ -195,8 +188,8 @@ pub async fn driver(rates: &[f64], duration: Duration, soak: Option<Duration>, e
     if rates.is_empty() || rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
         return Err(exit::usage("--rates must be positive ops/s"));
     }
-    let args = local_targets("none", engine);
-    let provider = crate::job::provider_for(&args)?;
+    let args = TargetConfig::local("none", engine)?;
+    let provider = args.provider()?;
     let run = crate::provider::new_run_tag();
     let result = driver_figures(&args, provider.as_ref(), &run, rates, duration, soak).await;
     if let Err(e) = provider.destroy(Some(&run)).await {
@@ -206,7 +199,7 @@ pub async fn driver(rates: &[f64], duration: Duration, soak: Option<Duration>, e
 }
 
 async fn driver_figures(
-    args: &TargetArgs,
+    args: &TargetConfig,
     provider: &dyn crate::provider::Provider,
     run: &str,
     rates: &[f64],
@@ -383,21 +376,6 @@ impl RssTimeline {
         let (Some(start), Some(end)) = (v.first().map(|x| x.0), v.last().map(|x| x.0)) else { return (0, 0) };
         let peak = |f: &dyn Fn(Instant) -> bool| v.iter().filter(|(t, _)| f(*t)).map(|x| x.1).max().unwrap_or(0);
         (peak(&|t| t <= start + self.window), peak(&|t| t + self.window >= end))
-    }
-}
-
-/// One local target with the default config and policy: what every bench provisions.
-fn local_targets(agentsh: &str, engine: Engine) -> TargetArgs {
-    TargetArgs {
-        vms: 1,
-        agentsh: agentsh.to_string(),
-        provider: ProviderKind::Local,
-        engine,
-        inventory: None,
-        exe_host: String::new(),
-        exe_ssh_config: None,
-        config: None,
-        policy: None,
     }
 }
 

@@ -221,21 +221,3 @@ pub enum BenchKind {
         runs: u32,
     },
 }
-
-impl TargetArgs {
-    /// The harness never aims traffic at anything but loopback or targets it made, so the only
-    /// outside destination it accepts is an ssh alias the user configured themselves.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if self.provider == ProviderKind::Ssh && self.inventory.is_none() {
-            return Err(crate::exit::usage("--provider ssh needs --inventory FILE"));
-        }
-        for (flag, path) in [("--config", &self.config), ("--policy", &self.policy), ("--inventory", &self.inventory)] {
-            if let Some(p) = path
-                && !p.is_file()
-            {
-                return Err(crate::exit::usage(format!("{flag} {}: no such file", p.display())));
-            }
-        }
-        Ok(())
-    }
-}

@@ -9,22 +9,58 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::agentsh::{self, Artifact, Spec};
-use crate::cli::{TargetArgs, WorkloadArgs};
+use crate::config::{RunConfig, SuiteConfig, TargetConfig};
 use crate::exit;
 use crate::progress::Board;
-use crate::provider::{self, Provider, ProviderOpts};
+use crate::provider::{self, Provider, Target};
 use crate::provision::{self, Failed, Outcome, Setup};
 use crate::record::RunDir;
 use crate::schema::Plan;
 
-pub fn provider_for(args: &TargetArgs) -> Result<Box<dyn Provider>> {
-    provider::build(ProviderOpts {
-        kind: args.provider,
-        engine: args.engine,
-        inventory: args.inventory.as_deref(),
-        exe_host: &args.exe_host,
-        exe_ssh_config: args.exe_ssh_config.as_deref(),
-    })
+/// Ctrl-C as a value: every stage waits on it the same way, and tests raise it without a signal.
+#[derive(Clone)]
+pub struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// Raised by the first Ctrl-C. The listener is installed now, so a Ctrl-C from here on no
+    /// longer kills the process: the stages end, write what they have, and tear down.
+    pub fn on_ctrl_c() -> Stop {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = tx.send(true);
+            }
+        });
+        Stop(rx)
+    }
+
+    /// Never raised.
+    #[cfg(test)]
+    pub fn never() -> Stop {
+        Stop(tokio::sync::watch::channel(false).1)
+    }
+
+    #[cfg(test)]
+    pub fn raised() -> Stop {
+        Stop(tokio::sync::watch::channel(true).1)
+    }
+
+    pub fn is_raised(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves when Ctrl-C comes; never, if it cannot come any more.
+    pub async fn requested(&self) {
+        let mut rx = self.0.clone();
+        if rx.wait_for(|raised| *raised).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// For stages that hand the signal down (the workload's drivers stop on it).
+    pub fn receiver(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.clone()
+    }
 }
 
 pub async fn resolve(spec: Spec) -> Result<Option<Artifact>> {
@@ -44,15 +80,14 @@ pub struct Provisioned {
     pub control_dir: std::path::PathBuf,
 }
 
-/// Checks the arguments before anything slow, obtains agentsh, then creates and hardens the targets.
+/// Obtains agentsh, then creates and hardens the targets; writes targets.csv and run.json.
 pub async fn provision(
-    args: &TargetArgs,
+    args: &TargetConfig,
     provider: &dyn Provider,
     run: &str,
     out: Option<&Path>,
 ) -> Result<Provisioned> {
-    args.validate()?;
-    let spec = Spec::parse(&args.agentsh)?;
+    let spec = args.agentsh.clone();
     // Checked before the (possibly long) build, then again with the version's own overrides.
     provision::assets::load(provider.kind(), None, args.config.as_deref(), args.policy.as_deref())?;
 
@@ -68,7 +103,7 @@ pub async fn provision(
     let dir = RunDir::create(out, run)?;
     let state_dir = crate::paths::cache_dir()?.join("runs").join(run);
     let control_dir = crate::paths::runtime_dir().join(run);
-    let setup = Arc::new(Setup::new(artifact.clone(), assets, control_dir)?);
+    let setup = Arc::new(Setup::new(artifact.clone(), assets, control_dir, provider.connect_attempts())?);
     let board = Board::new();
     board.println(&format!(
         "run {run}: {} × {} target(s), agentsh {}",
@@ -78,26 +113,7 @@ pub async fn provision(
     ));
 
     let t0 = Instant::now();
-    let created = provider.create(run, args.vms, &state_dir).await;
-    let mut targets = Vec::new();
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    for (i, c) in created.into_iter().enumerate() {
-        match c {
-            Ok(t) => targets.push(t),
-            Err(e) => {
-                let name = provider::target_name(run, i as u32);
-                board.println(&format!("[{name}] FAILED at step create: {e:#}"));
-                outcomes.push(Err(Failed {
-                    name,
-                    provider: provider.kind(),
-                    step: "create".into(),
-                    error: format!("{e:#}"),
-                    seconds: t0.elapsed().as_secs_f64(),
-                    findings: Vec::new(),
-                }));
-            }
-        }
-    }
+    let (targets, mut outcomes) = create(provider, run, args.vms, &state_dir, &board).await;
     outcomes.extend(provision::all(targets, setup.clone(), &dir.path, &board).await);
     let t_provision = t0.elapsed().as_secs_f64();
 
@@ -109,7 +125,7 @@ pub async fn provision(
             "harness_version": env!("CARGO_PKG_VERSION"),
             "provider": provider.kind(),
             "vms": args.vms,
-            "agentsh_spec": args.agentsh,
+            "agentsh_spec": args.agentsh.to_string(),
             "artifact": artifact,
             "config_source": setup.assets.config_source,
             "policy_source": setup.assets.policy_source,
@@ -132,66 +148,55 @@ pub async fn provision(
     })
 }
 
-/// The workload plan of a run, loaded and checked before anything is provisioned.
-pub fn workload_plan(w: &WorkloadArgs) -> Result<Option<Plan>> {
-    if w.workload == "none" {
-        if w.duration.is_some() || w.rate.is_some() {
-            return Err(exit::usage("--duration and --rate go with --workload NAME"));
+/// Creates the targets at once; a target whose creation failed is an outcome already.
+async fn create(
+    provider: &dyn Provider,
+    run: &str,
+    vms: u32,
+    state_dir: &Path,
+    board: &Board,
+) -> (Vec<Target>, Vec<Outcome>) {
+    let t0 = Instant::now();
+    let mut targets = Vec::new();
+    let mut failed = Vec::new();
+    for (i, c) in provider.create(run, vms, state_dir).await.into_iter().enumerate() {
+        match c {
+            Ok(t) => targets.push(t),
+            Err(e) => {
+                let name = provider::target_name(run, i as u32);
+                board.println(&format!("[{name}] FAILED at step create: {e:#}"));
+                failed.push(Err(Failed {
+                    name,
+                    provider: provider.kind(),
+                    step: "create".into(),
+                    error: format!("{e:#}"),
+                    seconds: t0.elapsed().as_secs_f64(),
+                    findings: Vec::new(),
+                }));
+            }
         }
-        return Ok(None);
     }
-    let plan = crate::workload::load(&w.workload)?;
-    crate::workload::with_overrides(plan, w.duration, w.rate).map(Some)
+    (targets, failed)
 }
 
-/// The main job: provision, check readiness, run the workload if one is named, tear down.
-/// (The security suite comes with the suite issue.)
-pub async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep: bool) -> Result<u8> {
-    let plan = workload_plan(w)?;
-    // The suite, its integrity excludes and its environment file are checked before anything is
-    // provisioned.
-    let suite = if w.iterations > 0 {
-        Some((
-            crate::suite::load(&crate::suite::suite_dir())?,
-            crate::suite::integrity::load(&crate::suite::integrity::default_path())?,
-        ))
-    } else {
-        None
-    };
-    let baseline = match &w.baseline {
-        Some(dir) if w.iterations > 0 => {
-            Some(crate::analyze::regressions::load(dir).map_err(|e| exit::usage(format!("--baseline: {e:#}")))?)
-        }
-        Some(_) => return Err(exit::usage("--baseline compares suite verdicts: it needs --iterations of 1 or more")),
-        None => None,
-    };
-    let gaps = crate::suite::environment_gaps(args.provider.as_str())?;
-    let provider = provider_for(args)?;
+/// The main job: provision, check readiness, run the suite and the workload if they are asked
+/// for, tear down (unless `keep`). Exit codes as `exit` documents them; Ctrl-C keeps every
+/// result written so far and destroys the targets.
+pub async fn main_job(cfg: &RunConfig, provider: &dyn Provider, stop: &Stop) -> Result<u8> {
     let run = provider::new_run_tag();
     // Ctrl-C while provisioning drops the job (its ssh and engine child processes die with it);
     // during the workload it stops the drivers and keeps what they sent (see run_workload).
-    let provisioned = tokio::select! {
-        r = provision(args, provider.as_ref(), &run, out) => Some(r),
-        _ = tokio::signal::ctrl_c() => None,
+    let p = match provision_or_stop(&cfg.targets, provider, &run, cfg.out.as_deref(), stop).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(exit::INTERRUPTED),
+        Err(e) => return Err(e),
     };
-    let p = match provisioned {
-        Some(Ok(p)) => p,
-        Some(Err(e)) => {
-            teardown(provider.as_ref(), &run).await;
-            return Err(e);
-        }
-        None => {
-            teardown(provider.as_ref(), &run).await;
-            eprintln!("interrupted: targets of run {run} destroyed");
-            return Ok(exit::INTERRUPTED);
-        }
-    };
-    let (suite_code, suite_interrupted) = match &suite {
-        Some((suite, integrity)) => run_suite(&p, suite, integrity, w, &gaps, baseline.as_ref(), &run).await?,
+    let (suite_code, suite_interrupted) = match &cfg.suite {
+        Some(suite) => run_suite(&p, suite, &run, stop).await?,
         None => (exit::OK, false),
     };
-    let (code, interrupted) = match &plan {
-        Some(plan) if !suite_interrupted => run_workload(&p, plan).await?,
+    let (code, interrupted) = match &cfg.workload {
+        Some(plan) if !suite_interrupted => run_workload(&p, plan, stop).await?,
         _ => (exit::OK, suite_interrupted),
     };
     // The worse of the two, a regression (1) outranking an unproven or failed run (2).
@@ -199,8 +204,8 @@ pub async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, k
         (exit::OK, c) | (c, exit::OK) => c,
         (a, b) => a.min(b),
     };
-    if !keep || interrupted {
-        teardown(provider.as_ref(), &run).await;
+    if !cfg.keep || interrupted {
+        teardown(provider, &run).await;
     }
     let ready = provision::ready_count(&p.outcomes);
     println!("{ready}/{} target(s) ready; results in {}", p.outcomes.len(), p.dir.path.display());
@@ -208,10 +213,38 @@ pub async fn main_job(args: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, k
         eprintln!("interrupted: partial results kept, targets of run {run} destroyed");
         return Ok(exit::INTERRUPTED);
     }
-    if keep {
+    if cfg.keep {
         println!("kept: `agentsh-bench down --run {run}` removes them");
     }
     Ok(if ready < p.outcomes.len() { exit::INFRA } else { code })
+}
+
+/// Provisioning, raced against Ctrl-C: a Ctrl-C drops it (its ssh and engine child processes
+/// die with it) and destroys what was made. On an error the targets are destroyed too. `None`
+/// when interrupted.
+async fn provision_or_stop(
+    t: &TargetConfig,
+    provider: &dyn Provider,
+    run: &str,
+    out: Option<&Path>,
+    stop: &Stop,
+) -> Result<Option<Provisioned>> {
+    let provisioned = tokio::select! {
+        r = provision(t, provider, run, out) => Some(r),
+        _ = stop.requested() => None,
+    };
+    match provisioned {
+        Some(Ok(p)) => Ok(Some(p)),
+        Some(Err(e)) => {
+            teardown(provider, run).await;
+            Err(e)
+        }
+        None => {
+            teardown(provider, run).await;
+            eprintln!("interrupted: targets of run {run} destroyed");
+            Ok(None)
+        }
+    }
 }
 
 /// Compares each version's verdicts with `scenarios/expectations/v<version>.toml`, prints what
@@ -257,23 +290,14 @@ fn report_expectations(suite: &crate::suite::Suite, rows: &[crate::suite::run::R
     expectations::write_csv(&out.join("expectations.csv"), &all)
 }
 
-/// Runs the suite `w.iterations` times on every ready target at once, and the integrity check
+/// Runs the suite `s.iterations` times on every ready target at once, and the integrity check
 /// around it (one `integrity` row per target, tallied like a test); writes tests.csv (row by row)
 /// and summary.csv, also after Ctrl-C. Exit 1 when a test was violated or flaky, 2 when some were
 /// only inconclusive (nothing proven either way), 0 when every verdict held.
-pub(crate) async fn run_suite(
-    p: &Provisioned,
-    suite: &crate::suite::Suite,
-    integrity: &crate::suite::integrity::Excludes,
-    w: &WorkloadArgs,
-    gaps: &std::collections::BTreeMap<String, String>,
-    baseline: Option<
-        &std::collections::BTreeMap<crate::suite::run::TestId, (String, crate::analyze::regressions::State)>,
-    >,
-    run: &str,
-) -> Result<(u8, bool)> {
+pub(crate) async fn run_suite(p: &Provisioned, s: &SuiteConfig, run: &str, stop: &Stop) -> Result<(u8, bool)> {
     use crate::report::verdicts;
-    let (iterations, shuffle) = (w.iterations, w.shuffle);
+    let SuiteConfig { suite, integrity, iterations, shuffle, gaps, baseline } = s;
+    let (iterations, shuffle) = (*iterations, *shuffle);
     let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
     let board = Board::new();
     board.println(&format!(
@@ -316,7 +340,7 @@ pub(crate) async fn run_suite(
     });
     let (results, interrupted) = tokio::select! {
         r = futures::future::join_all(jobs) => (r, false),
-        _ = tokio::signal::ctrl_c() => (Vec::new(), true),
+        _ = stop.requested() => (Vec::new(), true),
     };
     let failed = results.iter().filter(|r| r.is_err()).count();
     let rows = rows.into_inner().map_err(|_| anyhow::anyhow!("rows lock poisoned"))?;
@@ -360,7 +384,7 @@ pub(crate) async fn run_suite(
 /// Runs the workload on every ready target at once; writes latency.csv, histograms/, charts/ and
 /// workload.json, also after Ctrl-C (from what the drivers had sent). Returns the exit code (1
 /// when an op decided wrongly, 2 when a target's driver failed) and whether it was interrupted.
-async fn run_workload(p: &Provisioned, plan: &Plan) -> Result<(u8, bool)> {
+async fn run_workload(p: &Provisioned, plan: &Plan, stop: &Stop) -> Result<(u8, bool)> {
     let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
     let board = Board::new();
     board.println(&format!(
@@ -370,20 +394,9 @@ async fn run_workload(p: &Provisioned, plan: &Plan) -> Result<(u8, bool)> {
         plan.load,
         plan.duration_ms / 1000
     ));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stop_tx = std::sync::Arc::new(stop_tx);
-    let on_ctrl_c = {
-        let stop_tx = stop_tx.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = stop_tx.send(true);
-            }
-        })
-    };
     let results =
-        crate::workload::remote::run_all(&ready, plan, "", &p.control_dir, &p.dir.path, &board, stop_rx).await;
-    on_ctrl_c.abort();
-    let interrupted = *stop_tx.borrow();
+        crate::workload::remote::run_all(&ready, plan, "", &p.control_dir, &p.dir.path, &board, stop.receiver()).await;
+    let interrupted = stop.is_raised();
     let mut rows = Vec::new();
     let mut failed = 0;
     let mut per_target = Vec::new();
@@ -424,15 +437,15 @@ async fn run_workload(p: &Provisioned, plan: &Plan) -> Result<(u8, bool)> {
     Ok((code, interrupted))
 }
 
-pub async fn up(args: &TargetArgs, out: Option<&Path>) -> Result<u8> {
-    let provider = provider_for(args)?;
+/// `up`: provision and leave the targets running. An error leaves what was made for `down`.
+pub async fn up(args: &TargetConfig, provider: &dyn Provider, out: Option<&Path>, stop: &Stop) -> Result<u8> {
     let run = provider::new_run_tag();
     let result = tokio::select! {
-        r = provision(args, provider.as_ref(), &run, out) => Some(r),
-        _ = tokio::signal::ctrl_c() => None,
+        r = provision(args, provider, &run, out) => Some(r),
+        _ = stop.requested() => None,
     };
     let Some(result) = result else {
-        teardown(provider.as_ref(), &run).await;
+        teardown(provider, &run).await;
         eprintln!("interrupted: targets of run {run} destroyed");
         return Ok(exit::INTERRUPTED);
     };
@@ -491,4 +504,102 @@ pub fn teardown_state(run: &str) {
         let _ = std::fs::remove_dir_all(dir.join("runs").join(run));
     }
     let _ = std::fs::remove_dir_all(crate::paths::runtime_dir().join(run));
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pipeline's own logic on a provider that makes no machine (see provider/fake.rs): what
+    //! is torn down and when, what is written on the way, and the exit codes. The real-container
+    //! tests (tests/) cover the same stages on podman targets.
+    use super::*;
+    use crate::provider::Engine;
+    use crate::provider::fake::FakeProvider;
+
+    fn config(out: &Path, vms: u32, with_suite: bool, keep: bool) -> RunConfig {
+        let mut targets = TargetConfig::local("none", Engine::Podman).expect("a valid spec");
+        targets.vms = vms;
+        RunConfig {
+            targets,
+            suite: with_suite
+                .then(|| SuiteConfig::load(provider::ProviderKind::Local, 1, None).expect("the suite loads")),
+            workload: None,
+            out: Some(out.to_path_buf()),
+            keep,
+        }
+    }
+
+    fn destroyed(fake: &FakeProvider) -> Vec<String> {
+        fake.calls().into_iter().filter(|c| c.starts_with("destroy ")).collect()
+    }
+
+    fn csv_rows(file: &Path) -> Vec<csv::StringRecord> {
+        csv::Reader::from_path(file).expect("readable csv").records().map(|r| r.expect("a csv row")).collect()
+    }
+
+    #[tokio::test]
+    async fn targets_that_never_became_ready_are_written_down_torn_down_and_exit_2() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let fake = FakeProvider { fail_create: vec![1], ..Default::default() };
+        let code = main_job(&config(out.path(), 2, true, false), &fake, &Stop::never()).await.expect("no error");
+        assert_eq!(code, exit::INFRA);
+        let calls = fake.calls();
+        assert_eq!(calls[0], "prepare");
+        assert!(calls[1].starts_with("create ") && calls[1].ends_with(" 2"), "{calls:?}");
+        assert_eq!(destroyed(&fake).len(), 1, "torn down once: {calls:?}");
+        // Each target's failure is named: target 0 at its first ssh connection, 1 at creation.
+        let rows = csv_rows(&out.path().join("targets.csv"));
+        let steps: Vec<(&str, &str)> = rows.iter().map(|r| (&r[2], &r[4])).collect();
+        assert_eq!(steps, [("failed", "create"), ("failed", "connect")]);
+        let run: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.path().join("run.json")).expect("run.json")).expect("json");
+        assert_eq!(run["targets"].as_array().map(Vec::len), Some(2));
+        assert!(run["targets"].as_array().into_iter().flatten().all(|t| t["status"] == "failed"));
+        // The suite ran on no target and still left its files, header only.
+        assert!(csv_rows(&out.path().join("tests.csv")).is_empty());
+        assert!(out.path().join("summary.csv").is_file());
+    }
+
+    #[tokio::test]
+    async fn keep_leaves_the_targets_for_down() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let fake = FakeProvider::default();
+        let code = main_job(&config(out.path(), 1, false, true), &fake, &Stop::never()).await.expect("no error");
+        assert_eq!(code, exit::INFRA);
+        assert!(destroyed(&fake).is_empty(), "{:?}", fake.calls());
+        let kept = fake.list().await.expect("list");
+        assert_eq!(kept.len(), 1);
+        // What `down` would remove: the run's ssh configs and sockets.
+        teardown_state(&kept[0].run);
+    }
+
+    #[tokio::test]
+    async fn an_error_while_provisioning_destroys_the_run_and_is_returned() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let fake = FakeProvider { fail_prepare: true, ..Default::default() };
+        let e = main_job(&config(out.path(), 2, true, false), &fake, &Stop::never()).await.expect_err("an error");
+        assert!(format!("{e:#}").contains("told to fail preparing"), "{e:#}");
+        assert_eq!(exit::code_for(&e), exit::INFRA);
+        let calls = fake.calls();
+        assert!(!calls.iter().any(|c| c.starts_with("create")), "{calls:?}");
+        assert_eq!(destroyed(&fake).len(), 1, "{calls:?}");
+    }
+
+    #[tokio::test]
+    async fn ctrl_c_while_provisioning_destroys_the_run_and_exits_130() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let fake = FakeProvider::default();
+        let code = main_job(&config(out.path(), 2, true, false), &fake, &Stop::raised()).await.expect("no error");
+        assert_eq!(code, exit::INTERRUPTED);
+        assert_eq!(destroyed(&fake).len(), 1, "{:?}", fake.calls());
+        assert!(fake.list().await.expect("list").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stop_is_seen_by_every_stage_that_waits_on_it() {
+        let stop = Stop::raised();
+        tokio::time::timeout(std::time::Duration::from_secs(1), stop.requested()).await.expect("resolves at once");
+        assert!(stop.is_raised() && *stop.receiver().borrow());
+        let never = Stop::never();
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(50), never.requested()).await.is_err());
+    }
 }

@@ -8,6 +8,7 @@ mod analyze;
 mod bench;
 mod cli;
 mod commands;
+mod config;
 mod control;
 mod driver;
 mod exit;

@@ -85,6 +85,19 @@ impl Spec {
     }
 }
 
+/// The spec as a user would type it again (run.json keeps it; `Spec::parse` reads it back).
+impl std::fmt::Display for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Spec::Version(v) => write!(f, "v{v}"),
+            Spec::Deb(p) => write!(f, "{}", p.display()),
+            Spec::Dir(p) => write!(f, "dir:{}", p.display()),
+            Spec::Src(p) => write!(f, "src:{}", p.display()),
+            Spec::None => f.write_str("none"),
+        }
+    }
+}
+
 /// `1.2.3` with an optional `-pre` suffix of safe characters.
 fn is_semver(v: &str) -> bool {
     let (core, pre) = v.split_once('-').unwrap_or((v, ""));

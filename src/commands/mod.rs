@@ -7,16 +7,26 @@ use anyhow::Result;
 
 use crate::agentsh::Spec;
 use crate::cli::{BenchKind, Cli, Command, Engine, ProviderKind};
+use crate::config::{RunConfig, TargetConfig};
 use crate::exit;
+use crate::job::Stop;
 use crate::provider::{self, Provider, ProviderOpts};
 
 pub async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
-        None => crate::job::main_job(&cli.targets, &cli.workload, cli.out.as_deref(), cli.keep).await,
+        None => {
+            let cfg = RunConfig::from_cli(&cli.targets, &cli.workload, cli.out.as_deref(), cli.keep)?;
+            let provider = cfg.targets.provider()?;
+            crate::job::main_job(&cfg, provider.as_ref(), &Stop::on_ctrl_c()).await
+        }
         Some(Command::Driver) => unreachable!("the driver runs before the async runtime starts"),
         Some(Command::Manifest { config, alias, against }) => manifest(config, alias, against.as_deref()).await,
         Some(Command::Compare { base, run, workload }) => compare(&base, &run, workload.as_deref()),
-        Some(Command::Up { targets, out }) => crate::job::up(&targets, out.as_deref()).await,
+        Some(Command::Up { targets, out }) => {
+            let targets = TargetConfig::from_args(&targets)?;
+            let provider = targets.provider()?;
+            crate::job::up(&targets, provider.as_ref(), out.as_deref(), &Stop::on_ctrl_c()).await
+        }
         Some(Command::Down { run, provider, engine, exe_host, exe_ssh_config }) => {
             let p = control_only(provider, engine, &exe_host, exe_ssh_config.as_deref())?;
             down(p.as_ref(), run.as_deref()).await

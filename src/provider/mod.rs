@@ -3,6 +3,8 @@
 //! left behind without any state file.
 
 mod exe;
+#[cfg(test)]
+pub mod fake;
 mod fusectl;
 pub mod image;
 mod inventory;
@@ -91,6 +93,11 @@ pub struct Listed {
 #[async_trait]
 pub trait Provider: Send + Sync {
     fn kind(&self) -> ProviderKind;
+    /// How many times provisioning tries to reach a new target over ssh before giving up (with
+    /// backoff, 0.2 s doubling to 5 s: 12 tries wait about 40 s for a slow sshd).
+    fn connect_attempts(&self) -> u32 {
+        12
+    }
     /// One-time work before targets are created (image build, control-plane check). Its cost is
     /// reported apart from provisioning.
     async fn prepare(&self) -> Result<()>;

@@ -29,10 +29,17 @@ pub struct Setup {
     pub driver: Vec<u8>,
     pub driver_sha: String,
     pub control_dir: PathBuf,
+    /// The provider's patience with a new target's sshd (`Provider::connect_attempts`).
+    pub connect_attempts: u32,
 }
 
 impl Setup {
-    pub fn new(artifact: Option<Artifact>, assets: assets::Assets, control_dir: PathBuf) -> Result<Setup> {
+    pub fn new(
+        artifact: Option<Artifact>,
+        assets: assets::Assets,
+        control_dir: PathBuf,
+        connect_attempts: u32,
+    ) -> Result<Setup> {
         let exe = std::env::current_exe().context("locating this binary")?;
         let driver = std::fs::read(&exe).with_context(|| format!("reading {}", exe.display()))?;
         let driver_sha = hex::encode(Sha256::digest(&driver));
@@ -42,7 +49,7 @@ impl Setup {
             Some(a) => std::fs::read(&a.deb).with_context(|| format!("reading {}", a.deb.display()))?,
             None => Vec::new(),
         };
-        Ok(Setup { artifact, deb, assets, driver, driver_sha, control_dir })
+        Ok(Setup { artifact, deb, assets, driver, driver_sha, control_dir, connect_attempts })
     }
 }
 
@@ -174,7 +181,8 @@ async fn one(target: Target, setup: &Setup, dir: &Path, line: &crate::progress::
         }};
     }
 
-    let conn: Conn = step!("connect", Conn::connect(&target.name, &target.ssh, &setup.control_dir, 12));
+    let conn: Conn =
+        step!("connect", Conn::connect(&target.name, &target.ssh, &setup.control_dir, setup.connect_attempts));
     step!("packages", steps::packages(&ctx, &conn));
     step!("observer", steps::observer(&ctx, &conn));
     let observe: Conn = step!(

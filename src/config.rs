@@ -1,0 +1,213 @@
+//! The run's configuration, built once from the command line: every string the user typed is
+//! turned into its type here (the agentsh spec, the provider, the suite, the workload plan, the
+//! baseline) and every file named is read and checked, so that a mistake is a usage error before
+//! anything slow starts and the stages after this never parse text again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::agentsh::Spec;
+use crate::analyze::regressions::State;
+use crate::cli::{TargetArgs, WorkloadArgs};
+use crate::exit;
+use crate::provider::{Engine, Provider, ProviderKind, ProviderOpts};
+use crate::schema::Plan;
+use crate::suite::Suite;
+use crate::suite::integrity::Excludes;
+use crate::suite::run::TestId;
+
+/// Where targets come from and what is installed on them (the main job, `up`, the benches).
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    pub vms: u32,
+    pub agentsh: Spec,
+    pub provider: ProviderKind,
+    pub engine: Engine,
+    pub inventory: Option<PathBuf>,
+    pub exe_host: String,
+    pub exe_ssh_config: Option<PathBuf>,
+    /// agentsh server config and policy to install instead of assets/'s.
+    pub config: Option<PathBuf>,
+    pub policy: Option<PathBuf>,
+}
+
+impl TargetConfig {
+    /// The harness never aims traffic at anything but loopback or targets it made, so the only
+    /// outside destination it accepts is an ssh alias the user configured themselves.
+    pub fn from_args(a: &TargetArgs) -> Result<TargetConfig> {
+        if a.provider == ProviderKind::Ssh && a.inventory.is_none() {
+            return Err(exit::usage("--provider ssh needs --inventory FILE"));
+        }
+        for (flag, path) in [("--config", &a.config), ("--policy", &a.policy), ("--inventory", &a.inventory)] {
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                return Err(exit::usage(format!("{flag} {}: no such file", p.display())));
+            }
+        }
+        Ok(TargetConfig {
+            vms: a.vms,
+            agentsh: Spec::parse(&a.agentsh)?,
+            provider: a.provider,
+            engine: a.engine,
+            inventory: a.inventory.clone(),
+            exe_host: a.exe_host.clone(),
+            exe_ssh_config: a.exe_ssh_config.clone(),
+            config: a.config.clone(),
+            policy: a.policy.clone(),
+        })
+    }
+
+    /// One local target with the default config and policy: what every bench provisions.
+    pub fn local(agentsh: &str, engine: Engine) -> Result<TargetConfig> {
+        Ok(TargetConfig {
+            vms: 1,
+            agentsh: Spec::parse(agentsh)?,
+            provider: ProviderKind::Local,
+            engine,
+            inventory: None,
+            exe_host: String::new(),
+            exe_ssh_config: None,
+            config: None,
+            policy: None,
+        })
+    }
+
+    pub fn provider(&self) -> Result<Box<dyn Provider>> {
+        crate::provider::build(ProviderOpts {
+            kind: self.provider,
+            engine: self.engine,
+            inventory: self.inventory.as_deref(),
+            exe_host: &self.exe_host,
+            exe_ssh_config: self.exe_ssh_config.as_deref(),
+        })
+    }
+}
+
+/// An earlier run's verdicts per test: its tally state, and the test's title.
+pub type Baseline = BTreeMap<TestId, (String, State)>;
+
+/// The security suite as this run will run it.
+pub struct SuiteConfig {
+    pub suite: Suite,
+    /// What the integrity check may see change (scenarios/integrity.toml).
+    pub integrity: Excludes,
+    pub iterations: u32,
+    pub shuffle: Option<u64>,
+    /// Features this provider's targets lack, with the reason (their tests are skipped-env).
+    pub gaps: BTreeMap<String, String>,
+    pub baseline: Option<Baseline>,
+}
+
+impl SuiteConfig {
+    /// The suite from scenarios/, `iterations` times, on targets of `provider`.
+    pub fn load(provider: ProviderKind, iterations: u32, shuffle: Option<u64>) -> Result<SuiteConfig> {
+        Ok(SuiteConfig {
+            suite: crate::suite::load(&crate::suite::suite_dir())?,
+            integrity: crate::suite::integrity::load(&crate::suite::integrity::default_path())?,
+            iterations,
+            shuffle,
+            gaps: crate::suite::environment_gaps(provider.as_str())?,
+            baseline: None,
+        })
+    }
+}
+
+/// Everything the main job needs, checked.
+pub struct RunConfig {
+    pub targets: TargetConfig,
+    /// None with `--iterations 0`.
+    pub suite: Option<SuiteConfig>,
+    /// None with `--workload none`.
+    pub workload: Option<Plan>,
+    pub out: Option<PathBuf>,
+    pub keep: bool,
+}
+
+impl RunConfig {
+    pub fn from_cli(targets: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep: bool) -> Result<RunConfig> {
+        let workload = workload_plan(w)?;
+        let suite = match w.iterations {
+            0 if w.baseline.is_some() => {
+                return Err(exit::usage("--baseline compares suite verdicts: it needs --iterations of 1 or more"));
+            }
+            0 => None,
+            n => {
+                let mut s = SuiteConfig::load(targets.provider, n, w.shuffle)?;
+                if let Some(dir) = &w.baseline {
+                    let b = crate::analyze::regressions::load(dir)
+                        .map_err(|e| exit::usage(format!("--baseline: {e:#}")))?;
+                    s.baseline = Some(b);
+                }
+                Some(s)
+            }
+        };
+        Ok(RunConfig {
+            targets: TargetConfig::from_args(targets)?,
+            suite,
+            workload,
+            out: out.map(Path::to_path_buf),
+            keep,
+        })
+    }
+}
+
+/// The workload plan of a run, with `--duration` and `--rate` applied.
+fn workload_plan(w: &WorkloadArgs) -> Result<Option<Plan>> {
+    if w.workload == "none" {
+        if w.duration.is_some() || w.rate.is_some() {
+            return Err(exit::usage("--duration and --rate go with --workload NAME"));
+        }
+        return Ok(None);
+    }
+    let plan = crate::workload::load(&w.workload)?;
+    crate::workload::with_overrides(plan, w.duration, w.rate).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn cli(args: &[&str]) -> crate::cli::Cli {
+        crate::cli::Cli::try_parse_from(std::iter::once("agentsh-bench").chain(args.iter().copied())).expect("parses")
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        let c = cli(args);
+        let e = RunConfig::from_cli(&c.targets, &c.workload, None, false).err().expect("refused");
+        assert_eq!(exit::code_for(&e), exit::USAGE, "{e:#}");
+        format!("{e:#}")
+    }
+
+    #[test]
+    fn the_defaults_give_the_suite_once_on_one_local_target_with_the_default_agentsh() {
+        let c = cli(&[]);
+        let cfg = RunConfig::from_cli(&c.targets, &c.workload, None, false).expect("the defaults are valid");
+        assert_eq!(cfg.targets.vms, 1);
+        assert_eq!(cfg.targets.provider, ProviderKind::Local);
+        assert_eq!(cfg.targets.agentsh.to_string(), crate::agentsh::DEFAULT_VERSION);
+        let suite = cfg.suite.expect("the suite runs by default");
+        assert_eq!((suite.iterations, suite.suite.tests.len()), (1, 90));
+        assert!(cfg.workload.is_none());
+    }
+
+    #[test]
+    fn bad_arguments_are_usage_errors_before_anything_runs() {
+        assert!(usage_error(&["--iterations", "0", "--baseline", "/tmp"]).contains("--baseline"));
+        assert!(usage_error(&["--duration", "5s"]).contains("--workload"));
+        assert!(usage_error(&["--agentsh", "0.16"]).contains("--agentsh"));
+        assert!(usage_error(&["--provider", "ssh"]).contains("--inventory"));
+        assert!(usage_error(&["--policy", "/no/such/policy.yaml"]).contains("/no/such/policy.yaml"));
+        assert!(usage_error(&["--workload", "no-such-workload"]).contains("no-such-workload"));
+    }
+
+    #[test]
+    fn a_spec_prints_as_it_is_typed() {
+        for s in ["v0.20.1", "none"] {
+            assert_eq!(Spec::parse(s).expect("valid").to_string(), s);
+        }
+    }
+}
