@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use crate::config::TargetConfig;
 use crate::exit;
 use crate::provider::Engine;
+use crate::workload::remote::Launcher;
 
 /// Wall time to create and provision N local targets (agentsh artifact and image are obtained once
 /// beforehand and excluded), median of `runs`, and the controller's peak RSS while doing it.
@@ -214,7 +215,7 @@ async fn driver_figures(
     let board = crate::progress::Board::new();
     let dur_ms = duration.as_millis() as u64;
 
-    let one = |plan: Plan, launcher: &'static str| {
+    let one = |plan: Plan, launcher: Launcher| {
         let (ready, control_dir, board, out) = (&ready, &control_dir, &board, p.dir.path.clone());
         async move {
             let never = tokio::sync::watch::channel(false).1;
@@ -230,7 +231,7 @@ async fn driver_figures(
         plan.name = format!("noop-{rate}");
         plan.load = Load::Rate { ops_per_s: rate, workers: 4 };
         plan.duration_ms = dur_ms;
-        let t = one(plan, "taskset -c 0").await?;
+        let t = one(plan, Launcher::PinnedCore0).await?;
         capacity.push((rate, t));
     }
     // Scheduling overhead where exec workloads run (1000 ops/s, not pinned): a no-op's response
@@ -239,7 +240,7 @@ async fn driver_figures(
     plan.name = "noop-1000".into();
     plan.load = Load::Rate { ops_per_s: 1000.0, workers: 4 };
     plan.duration_ms = dur_ms;
-    let overhead_run = one(plan, "").await?;
+    let overhead_run = one(plan, Launcher::Plain).await?;
 
     // The exec floor, interleaved with hyperfine on the same target (benchstat's advice: never
     // A then B), both pinned to one core.
@@ -253,7 +254,7 @@ async fn driver_figures(
         let mut plan = crate::workload::load("true")?;
         plan.name = format!("true-{round}");
         plan.duration_ms = (dur_ms / 3).max(1000);
-        let floor = one(plan, "taskset -c 0").await?;
+        let floor = one(plan, Launcher::PinnedCore0).await?;
         let hf = conn
             .run(
                 "taskset -c 0 hyperfine -N --style none --warmup 100 --runs 1500 --export-json /tmp/hf.json /bin/true >/dev/null && cat /tmp/hf.json",
@@ -329,7 +330,7 @@ async fn driver_figures(
         plan.duration_ms = soak.as_millis() as u64;
         let minute = Duration::from_secs(60).min(soak / 4);
         let sampler = RssTimeline::start(minute);
-        let t = one(plan, "").await?;
+        let t = one(plan, Launcher::Plain).await?;
         let (early, late) = sampler.stop();
         println!(
             "soak {} s exec-mix: driver RSS peak in the first minute {} kB, in the last minute {} kB (first interval {} kB, last {} kB); \

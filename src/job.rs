@@ -394,8 +394,16 @@ async fn run_workload(p: &Provisioned, plan: &Plan, stop: &Stop) -> Result<(u8, 
         plan.load,
         plan.duration_ms / 1000
     ));
-    let results =
-        crate::workload::remote::run_all(&ready, plan, "", &p.control_dir, &p.dir.path, &board, stop.receiver()).await;
+    let results = crate::workload::remote::run_all(
+        &ready,
+        plan,
+        crate::workload::remote::Launcher::Plain,
+        &p.control_dir,
+        &p.dir.path,
+        &board,
+        stop.receiver(),
+    )
+    .await;
     let interrupted = stop.is_raised();
     let mut rows = Vec::new();
     let mut failed = 0;

@@ -52,12 +52,50 @@ impl MinuteWindows {
     }
 }
 
-/// `launcher` prefixes the driver's command line (e.g. `taskset -c 0` to pin it to one core).
+/// How the driver is started on a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launcher {
+    /// As any process: the scheduler places it.
+    Plain,
+    /// Pinned to core 0 (`taskset -c 0`), for figures that must not depend on placement.
+    PinnedCore0,
+}
+
+impl Launcher {
+    fn prefix(self) -> &'static str {
+        match self {
+            Launcher::Plain => "",
+            Launcher::PinnedCore0 => "taskset -c 0 ",
+        }
+    }
+}
+
+/// What a target runs the workload under (latency.csv's `mode`, the hlog comments). Only the
+/// default config exists so far; targets without agentsh measure the baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Baseline,
+    Default,
+}
+
+impl Mode {
+    pub fn of(ready: &Ready) -> Mode {
+        if ready.agentsh_version.is_some() { Mode::Default } else { Mode::Baseline }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Baseline => "baseline",
+            Mode::Default => "default",
+        }
+    }
+}
+
 /// When `stop` turns true every target stops reading and keeps what it has (partial results).
 pub async fn run_all(
     targets: &[Ready],
     plan: &Plan,
-    launcher: &str,
+    launcher: Launcher,
     control_dir: &Path,
     out: &Path,
     board: &Board,
@@ -81,7 +119,7 @@ pub async fn run_all(
 async fn run_one(
     ready: &Ready,
     plan: &Plan,
-    launcher: &str,
+    launcher: Launcher,
     control_dir: &Path,
     out: &Path,
     line: &crate::progress::Line,
@@ -90,7 +128,7 @@ async fn run_one(
     let name = &ready.target.name;
     let conn = Conn::connect(&format!("{name}/observe"), &ready.target.observe, control_dir, 6).await?;
     let version = ready.agentsh_version.clone().unwrap_or_else(|| "none".into());
-    let mode = if ready.agentsh_version.is_some() { "default" } else { "baseline" };
+    let mode = Mode::of(ready).as_str();
     let hist_dir = out.join("histograms").join(&plan.name);
     std::fs::create_dir_all(&hist_dir)?;
 
@@ -106,7 +144,7 @@ async fn run_one(
     let stdin = serde_json::to_vec(plan)?;
     let budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms) + Duration::from_secs(120);
     let (status, stopped) = conn
-        .stream(&format!("{launcher} {} driver", crate::target::DRIVER_PATH), &stdin, budget, stop, |text| {
+        .stream(&format!("{}{} driver", launcher.prefix(), crate::target::DRIVER_PATH), &stdin, budget, stop, |text| {
             let rec: Record = serde_json::from_str(text)
                 .with_context(|| format!("driver printed a line that is not a record: {text}"))?;
             match rec {
