@@ -98,166 +98,224 @@ pub struct SuiteRun<'a> {
 }
 
 /// Runs every iteration on one target; calls `on_row` as each test ends (rows are written as
-/// they come, so a crash loses at most the test in flight).
+/// they come, so a crash loses at most the test in flight). The integrity check brackets the
+/// iterations: a manifest before the first, another after the last, one row for the two.
 pub async fn run_target(
     ready: &Ready,
     cx: &SuiteRun<'_>,
     line: &crate::progress::Line,
     mut on_row: impl FnMut(Row) -> Result<()>,
 ) -> Result<()> {
-    let name = &ready.target.name;
-    let shim = Conn::connect(name, &ready.target.ssh, cx.control_dir, 6).await?;
-    let observe = Conn::connect(&format!("{name}/observe"), &ready.target.observe, cx.control_dir, 6).await?;
-    let version = ready.agentsh_version.clone().unwrap_or_else(|| "none".into());
-    let target_dir = cx.out.join("targets").join(name);
-    std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
-    let mut wedges = 0u32;
-    // Events are stamped with the target's clock; a VM's may differ from ours.
-    let offset_ns = if ready.agentsh_version.is_some() { super::records::clock_offset_ns(&observe).await? } else { 0 };
-    let rec = Records { db: &cx.events_db, offset_ns, enabled: ready.agentsh_version.is_some() };
-    // The file system before anything runs, to compare with after the last iteration.
+    let mut on = OnTarget::connect(ready, cx).await?;
     line.step("integrity: manifest before the suite");
-    let before = super::integrity::take(&observe).await;
+    let before = super::integrity::take(&on.observe).await;
     for iteration in 0..cx.iterations {
-        let nonce = format!("{:08x}", rand::random::<u32>());
         let mut values: BTreeMap<&str, String> = BTreeMap::new();
-        values.insert("nonce", nonce.clone());
-        values.insert("version", version.clone());
+        values.insert("nonce", format!("{:08x}", rand::random::<u32>()));
+        values.insert("version", on.version.clone());
         values.insert("config_sha", cx.config_sha.clone());
         values.insert("policy_sha", cx.policy_sha.clone());
         // A fresh agentsh session per iteration; without a server the api tests are inconclusive.
-        let mut session = new_session(&observe, &mut values).await;
+        let mut session = new_session(&on.observe, &mut values).await;
         for t in cx.suite.order(cx.shuffle, iteration + 1) {
             line.step(&format!("iteration {} test {} {}", iteration + 1, t.id, t.name));
             let started = Instant::now();
-            let mut wedge_note = String::new();
-            let mut tries = 0;
-            let outcome = loop {
-                let unfilled: Vec<&str> = super::all_text(t)
-                    .into_iter()
-                    .flat_map(super::placeholders)
-                    .filter(|p| !values.contains_key(p))
-                    .collect();
-                let run = async {
-                    // A test the environment cannot support is not run at all.
-                    if t.needs.iter().any(|n| cx.gaps.contains_key(n)) {
-                        Ok(Observed::default())
-                    } else if let Some(p) = unfilled.first() {
-                        // {workspace_mount} and {proxy_url} come from the iteration's agentsh session.
-                        let why = session.as_ref().err().map_or(String::new(), |e| format!(": {e}"));
-                        Err(anyhow::anyhow!("{{{p}}} is unknown without an agentsh session{why}"))
-                    } else {
-                        execute(
-                            t,
-                            On {
-                                shim: &shim,
-                                observe: &observe,
-                                session: session.as_ref(),
-                                values: &values,
-                                rec: &rec,
-                            },
-                        )
-                        .await
-                    }
-                };
-                // Without agentsh there is no server to wedge.
-                let ended = if ready.agentsh_version.is_none() {
-                    Ended::Ran(run.await)
-                } else {
-                    tokio::select! {
-                        r = run => Ended::Ran(r),
-                        why = crate::watchdog::wedged(&shim, &observe) => Ended::Wedged(why),
-                    }
-                };
-                let why = match ended {
-                    Ended::Wedged(why) => why,
-                    // An API exec that timed out while the server stays healthy: agentsh's
-                    // session itself may be stuck (seen on v0.16.9: every later exec in it
-                    // hangs until curl gives up, 50 s per test). A trivial exec tells.
-                    Ended::Ran(Err(e)) if t.channel == Channel::Api && format!("{e:#}").contains("exit 28") => {
-                        match session.as_ref() {
-                            Ok(s) if !session_answers(&observe, s).await => {
-                                "the API session no longer answers (a trivial exec in it timed out)".to_string()
-                            }
-                            _ => break Err(e),
-                        }
-                    }
-                    Ended::Ran(r) => break r,
-                };
-                wedges += 1;
-                tries += 1;
-                line.step(&format!("agentsh wedged in test {} ({why}); recovering", t.id));
-                match crate::watchdog::recover(&observe, &target_dir, wedges, &why).await {
-                    Ok(aborted) => {
-                        wedge_note = format!(
-                            "; agentsh wedged ({why}), evidence in wedge-{wedges}.txt, recovered ({aborted}), test run again"
-                        );
-                        session = new_session(&observe, &mut values).await;
-                    }
-                    Err(e) => break Err(e.context(format!("agentsh wedged ({why}) and did not recover"))),
-                }
-                if tries > 1 {
-                    break Err(anyhow::anyhow!("agentsh wedged again when the test ran again (wedge-{wedges}.txt)"));
-                }
-            };
-            let (verdict, evidence, mut detail, record) = match outcome {
-                Ok(o) => {
-                    let (v, why) = judge(t, &o, &values, cx.gaps);
-                    let detail = format!(
-                        "exit {:?}; stdout: {}; stderr: {}",
-                        o.exit,
-                        first(&o.stdout),
-                        first(&super::verdict::meaningful(&o.stderr))
-                    );
-                    (v, why, detail, record_note(t, &o))
-                }
-                Err(e) => (Verdict::Inconclusive, format!("{e:#}"), String::new(), String::new()),
-            };
-            if let (Some(c), false) = (&t.confirm, verdict == Verdict::Held) {
-                detail.push_str(&format!("; unconfirmed expectation: {c}"));
-            }
-            detail.push_str(&wedge_note);
-            on_row(Row {
-                target: name.clone(),
-                agentsh_version: version.clone(),
-                iteration: iteration + 1,
-                category: t.category.clone(),
-                test_id: TestId::Suite(t.id),
-                test: t.name.clone(),
-                verdict,
-                expected: format!("{:?}", t.expect).to_lowercase(),
-                evidence,
-                duration_ms: started.elapsed().as_millis() as u64,
-                detail,
-                record,
-            })?;
+            let (outcome, wedge_note) = on.run_watched(t, &mut values, &mut session, line).await;
+            on_row(on.row(t, iteration + 1, outcome, &values, &wedge_note, started))?;
         }
         if let Ok(s) = &session {
-            let _ = observe.run(&format!("curl -sS -X DELETE {API}/sessions/{}", shell_quote(&s.id)), TIMEOUT).await;
+            let _ = on.observe.run(&format!("curl -sS -X DELETE {API}/sessions/{}", shell_quote(&s.id)), TIMEOUT).await;
         }
     }
     line.step("integrity: manifest after the suite");
     let started = Instant::now();
-    let (verdict, evidence, detail) = match (before, super::integrity::take(&observe).await) {
-        (Ok(b), Ok(a)) => super::integrity::judge(&b, &a, cx.integrity, &target_dir)?,
-        (Err(e), _) => (Verdict::Inconclusive, format!("no manifest before the suite: {e:#}"), String::new()),
-        (_, Err(e)) => (Verdict::Inconclusive, format!("no manifest after the suite: {e:#}"), String::new()),
-    };
-    on_row(Row {
-        target: name.clone(),
-        agentsh_version: version.clone(),
-        iteration: cx.iterations,
-        category: "integrity".into(),
-        test_id: TestId::Integrity,
-        test: "target file system intact".into(),
-        verdict,
-        expected: "unchanged".into(),
-        evidence,
-        duration_ms: started.elapsed().as_millis() as u64,
-        detail,
-        record: String::new(),
-    })?;
-    Ok(())
+    let after = super::integrity::take(&on.observe).await;
+    on_row(on.integrity_row(before, after, started)?)
+}
+
+/// One target's side of a suite run: its two channels, where agentsh records decisions, and
+/// the wedges recovered so far (numbered across iterations, for the evidence files).
+struct OnTarget<'a> {
+    ready: &'a Ready,
+    cx: &'a SuiteRun<'a>,
+    shim: Conn,
+    observe: Conn,
+    rec: Records<'a>,
+    version: String,
+    target_dir: std::path::PathBuf,
+    wedges: u32,
+}
+
+impl<'a> OnTarget<'a> {
+    async fn connect(ready: &'a Ready, cx: &'a SuiteRun<'a>) -> Result<OnTarget<'a>> {
+        let name = &ready.target.name;
+        let shim = Conn::connect(name, &ready.target.ssh, cx.control_dir, 6).await?;
+        let observe = Conn::connect(&format!("{name}/observe"), &ready.target.observe, cx.control_dir, 6).await?;
+        let target_dir = cx.out.join("targets").join(name);
+        std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
+        // Events are stamped with the target's clock; a VM's may differ from ours.
+        let with_agentsh = ready.agentsh_version.is_some();
+        let offset_ns = if with_agentsh { super::records::clock_offset_ns(&observe).await? } else { 0 };
+        Ok(OnTarget {
+            ready,
+            cx,
+            shim,
+            observe,
+            rec: Records { db: &cx.events_db, offset_ns, enabled: with_agentsh },
+            version: ready.agentsh_version.clone().unwrap_or_else(|| "none".into()),
+            target_dir,
+            wedges: 0,
+        })
+    }
+
+    /// Runs one test under the watchdog. A wedged agentsh is recovered (evidence kept, a new
+    /// session made) and the test run once more; the note says so in the row's detail.
+    async fn run_watched(
+        &mut self,
+        t: &Test,
+        values: &mut BTreeMap<&'static str, String>,
+        session: &mut std::result::Result<Session, String>,
+        line: &crate::progress::Line,
+    ) -> (Result<Observed>, String) {
+        let mut wedge_note = String::new();
+        let mut tries = 0;
+        loop {
+            let run = self.attempt(t, values, session);
+            // Without agentsh there is no server to wedge.
+            let ended = if self.ready.agentsh_version.is_none() {
+                Ended::Ran(run.await)
+            } else {
+                tokio::select! {
+                    r = run => Ended::Ran(r),
+                    why = crate::watchdog::wedged(&self.shim, &self.observe) => Ended::Wedged(why),
+                }
+            };
+            let why = match ended {
+                Ended::Wedged(why) => why,
+                // An API exec that timed out while the server stays healthy: agentsh's
+                // session itself may be stuck (seen on v0.16.9: every later exec in it
+                // hangs until curl gives up, 50 s per test). A trivial exec tells.
+                Ended::Ran(Err(e)) if t.channel == Channel::Api && format!("{e:#}").contains("exit 28") => {
+                    match session.as_ref() {
+                        Ok(s) if !session_answers(&self.observe, s).await => {
+                            "the API session no longer answers (a trivial exec in it timed out)".to_string()
+                        }
+                        _ => return (Err(e), wedge_note),
+                    }
+                }
+                Ended::Ran(r) => return (r, wedge_note),
+            };
+            self.wedges += 1;
+            tries += 1;
+            let wedges = self.wedges;
+            line.step(&format!("agentsh wedged in test {} ({why}); recovering", t.id));
+            match crate::watchdog::recover(&self.observe, &self.target_dir, wedges, &why).await {
+                Ok(aborted) => {
+                    wedge_note = format!(
+                        "; agentsh wedged ({why}), evidence in wedge-{wedges}.txt, recovered ({aborted}), test run again"
+                    );
+                    *session = new_session(&self.observe, values).await;
+                }
+                Err(e) => return (Err(e.context(format!("agentsh wedged ({why}) and did not recover"))), wedge_note),
+            }
+            if tries > 1 {
+                let e = anyhow::anyhow!("agentsh wedged again when the test ran again (wedge-{wedges}.txt)");
+                return (Err(e), wedge_note);
+            }
+        }
+    }
+
+    /// One try of a test: skipped when the environment lacks what it needs, refused when a
+    /// placeholder has no value (an empty expectation must never pass), run otherwise.
+    async fn attempt(
+        &self,
+        t: &Test,
+        values: &BTreeMap<&'static str, String>,
+        session: &std::result::Result<Session, String>,
+    ) -> Result<Observed> {
+        if t.needs.iter().any(|n| self.cx.gaps.contains_key(n)) {
+            return Ok(Observed::default());
+        }
+        let unfilled = super::all_text(t).into_iter().flat_map(super::placeholders).find(|p| !values.contains_key(p));
+        if let Some(p) = unfilled {
+            // {workspace_mount} and {proxy_url} come from the iteration's agentsh session.
+            let why = session.as_ref().err().map_or(String::new(), |e| format!(": {e}"));
+            return Err(anyhow::anyhow!("{{{p}}} is unknown without an agentsh session{why}"));
+        }
+        let on = On { shim: &self.shim, observe: &self.observe, session: session.as_ref(), values, rec: &self.rec };
+        execute(t, on).await
+    }
+
+    /// The test's row: its verdict and evidence, or inconclusive with the error that stopped it.
+    fn row(
+        &self,
+        t: &Test,
+        iteration: u32,
+        outcome: Result<Observed>,
+        values: &BTreeMap<&str, String>,
+        wedge_note: &str,
+        started: Instant,
+    ) -> Row {
+        let (verdict, evidence, mut detail, record) = match outcome {
+            Ok(o) => {
+                let (v, why) = judge(t, &o, values, self.cx.gaps);
+                let detail = format!(
+                    "exit {:?}; stdout: {}; stderr: {}",
+                    o.exit,
+                    first(&o.stdout),
+                    first(&super::verdict::meaningful(&o.stderr))
+                );
+                (v, why, detail, record_note(t, &o))
+            }
+            Err(e) => (Verdict::Inconclusive, format!("{e:#}"), String::new(), String::new()),
+        };
+        if let (Some(c), false) = (&t.confirm, verdict == Verdict::Held) {
+            detail.push_str(&format!("; unconfirmed expectation: {c}"));
+        }
+        detail.push_str(wedge_note);
+        Row {
+            target: self.ready.target.name.clone(),
+            agentsh_version: self.version.clone(),
+            iteration,
+            category: t.category.clone(),
+            test_id: TestId::Suite(t.id),
+            test: t.name.clone(),
+            verdict,
+            expected: format!("{:?}", t.expect).to_lowercase(),
+            evidence,
+            duration_ms: started.elapsed().as_millis() as u64,
+            detail,
+            record,
+        }
+    }
+
+    /// The integrity row: the two manifests compared, or inconclusive when one is missing.
+    fn integrity_row(
+        &self,
+        before: Result<super::integrity::Manifest>,
+        after: Result<super::integrity::Manifest>,
+        started: Instant,
+    ) -> Result<Row> {
+        let (verdict, evidence, detail) = match (before, after) {
+            (Ok(b), Ok(a)) => super::integrity::judge(&b, &a, self.cx.integrity, &self.target_dir)?,
+            (Err(e), _) => (Verdict::Inconclusive, format!("no manifest before the suite: {e:#}"), String::new()),
+            (_, Err(e)) => (Verdict::Inconclusive, format!("no manifest after the suite: {e:#}"), String::new()),
+        };
+        Ok(Row {
+            target: self.ready.target.name.clone(),
+            agentsh_version: self.version.clone(),
+            iteration: self.cx.iterations,
+            category: "integrity".into(),
+            test_id: TestId::Integrity,
+            test: "target file system intact".into(),
+            verdict,
+            expected: "unchanged".into(),
+            evidence,
+            duration_ms: started.elapsed().as_millis() as u64,
+            detail,
+            record: String::new(),
+        })
+    }
 }
 
 /// How a test's run ended: with its own result, or stopped by the watchdog (and why).
