@@ -13,6 +13,8 @@ use anyhow::{Context, Result, anyhow};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
+use crate::results::{HlogKind, RunDir};
+
 /// Per op, all targets' response and service histograms of one workload, merged.
 pub struct OpLatency {
     pub response: Histogram<u64>,
@@ -21,20 +23,15 @@ pub struct OpLatency {
 
 /// Reads `<run>/histograms/<workload>/*.{response,service}.hlog`; tags are `target/op`.
 pub fn load(run: &Path, workload: &str) -> Result<BTreeMap<String, OpLatency>> {
-    let dir = run.join("histograms").join(workload);
+    let dir = RunDir::at(run).workload_histograms_dir(workload);
     let entries = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {} (no workload {workload:?} in this run?)", dir.display()))?;
     let mut ops: BTreeMap<String, OpLatency> = BTreeMap::new();
     for e in entries {
         let path = e?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let response = if name.ends_with(".response.hlog") {
-            true
-        } else if name.ends_with(".service.hlog") {
-            false
-        } else {
-            continue;
-        };
+        let Some((kind, _)) = HlogKind::parse_file_name(&name) else { continue };
+        let response = kind == HlogKind::Response;
         let bytes = std::fs::read(&path)?;
         for entry in IntervalLogIterator::new(&bytes) {
             let LogEntry::Interval(i) = entry.map_err(|e| anyhow!("{}: {e:?}", path.display()))? else { continue };
@@ -143,11 +140,11 @@ mod tests {
 
     fn run_dir(scale: u64, targets: &[&str]) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("histograms/w");
-        std::fs::create_dir_all(&dir).unwrap();
+        let run = RunDir::at(d.path());
+        std::fs::create_dir_all(run.workload_histograms_dir("w")).unwrap();
         for t in targets {
-            for kind in ["response", "service"] {
-                let mut w = HlogWriter::create(&dir.join(format!("{t}.{kind}.hlog")), 1_764_190_000_000, "t").unwrap();
+            for kind in HlogKind::ALL {
+                let mut w = HlogWriter::create(&run.hlog("w", t, kind), 1_764_190_000_000, "t").unwrap();
                 for (op, base) in [("true", 600u64), ("echo", 900)] {
                     let mut h = crate::schema::new_histogram();
                     for v in 1..=100u64 {

@@ -48,7 +48,7 @@ pub fn state(per_target: &[Counts]) -> State {
 
 /// Reads `<dir>/summary.csv` into (name, state) per test id.
 pub fn load(dir: &Path) -> Result<BTreeMap<TestId, (String, State)>> {
-    let path = dir.join("summary.csv");
+    let path = crate::results::RunDir::at(dir).summary_csv();
     let mut r = csv::Reader::from_path(&path).with_context(|| format!("reading the baseline {}", path.display()))?;
     let h = r.headers()?.clone();
     let col =
@@ -185,7 +185,7 @@ mod tests {
     fn an_integrity_row_reads_back_and_can_regress() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
-            dir.path().join("summary.csv"),
+            crate::results::RunDir::at(dir.path()).summary_csv(),
             "test_id,test,target,held,violated,inconclusive,skipped_env,informational,flaky\n\
              14,shell: sudo blocked,a-0,1,0,0,0,0,false\n\
              integrity,target file system unchanged,a-0,1,0,0,0,0,false\n",
@@ -196,11 +196,11 @@ mod tests {
         let now: BTreeMap<_, _> = [(TestId::Integrity, ("integrity".to_string(), State::Violated))].into();
         let r = find(&before, &now);
         assert_eq!(r.len(), 1);
-        let out = dir.path().join("regressions.csv");
+        let out = crate::results::RunDir::at(dir.path()).regressions_csv();
         write_csv(&out, &r).unwrap();
         assert!(std::fs::read_to_string(&out).unwrap().contains("\nintegrity,integrity,held,violated,broken\n"));
         std::fs::write(
-            dir.path().join("summary.csv"),
+            crate::results::RunDir::at(dir.path()).summary_csv(),
             "test_id,test,target,held,violated,inconclusive,skipped_env,informational,flaky\nx,t,a,1,0,0,0,0,false\n",
         )
         .unwrap();

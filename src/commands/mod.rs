@@ -12,7 +12,7 @@ use crate::exit;
 use crate::progress::Board;
 use crate::provider::{self, Provider, ProviderOpts};
 use crate::provision::{self, Failed, Outcome, Setup};
-use crate::record::RunDir;
+use crate::results::{HlogKind, RunDir};
 use crate::schema::Plan;
 
 pub async fn dispatch(cli: Cli) -> Result<u8> {
@@ -155,7 +155,7 @@ pub async fn provision(
 
     dir.write_targets(&outcomes)?;
     dir.write_json(
-        "run.json",
+        &dir.run_json(),
         &serde_json::json!({
             "run": run,
             "harness_version": env!("CARGO_PKG_VERSION"),
@@ -310,7 +310,7 @@ fn report_expectations(suite: &crate::suite::Suite, rows: &[crate::suite::run::R
         }
         all.extend(diffs.into_iter().map(|d| (v.to_string(), d)));
     }
-    expectations::write_csv(&out.join("expectations.csv"), &all)
+    expectations::write_csv(&RunDir::at(out).expectations_csv(), &all)
 }
 
 /// Runs the suite `w.iterations` times on every ready target at once, and the integrity check
@@ -350,8 +350,8 @@ pub(crate) async fn run_suite(
         out: &p.dir.path,
     };
     // What replaying this run needs: the seed, the iterations, the environment gaps applied.
-    p.dir.write_json("suite.json", &serde_json::json!({"tests": suite.tests.len(), "iterations": iterations, "shuffle": shuffle, "environment_gaps": gaps}))?;
-    let csv = std::sync::Mutex::new(verdicts::TestsCsv::create(&p.dir.path.join("tests.csv"))?);
+    p.dir.write_json(&p.dir.suite_json(), &serde_json::json!({"tests": suite.tests.len(), "iterations": iterations, "shuffle": shuffle, "environment_gaps": gaps}))?;
+    let csv = std::sync::Mutex::new(verdicts::TestsCsv::create(&p.dir.tests_csv())?);
     let rows = std::sync::Mutex::new(Vec::new());
     let jobs = ready.iter().map(|r| {
         let (cx, csv, rows, board) = (&cx, &csv, &rows, &board);
@@ -377,15 +377,15 @@ pub(crate) async fn run_suite(
     let failed = results.iter().filter(|r| r.is_err()).count();
     let rows = rows.into_inner().map_err(|_| anyhow::anyhow!("rows lock poisoned"))?;
     let tallies = verdicts::tally(&rows);
-    verdicts::write_summary(&p.dir.path.join("summary.csv"), &tallies)?;
-    if let Err(e) = crate::report::charts::heatmap(&rows, &p.dir.path.join("charts").join("suite")) {
+    verdicts::write_summary(&p.dir.summary_csv(), &tallies)?;
+    if let Err(e) = crate::report::charts::heatmap(&rows, &p.dir.suite_charts_dir()) {
         eprintln!("warning: suite heatmap: {e:#}");
     }
     let mut regressions = Vec::new();
     if let Some(before) = baseline {
         use crate::analyze::regressions::{Change, find, write_csv};
         let changes = find(before, &verdicts::states(&tallies));
-        write_csv(&p.dir.path.join("regressions.csv"), &changes)?;
+        write_csv(&p.dir.regressions_csv(), &changes)?;
         for (change, title) in [
             (Change::Broken, "REGRESSIONS against the baseline (held there)"),
             (Change::Fixed, "fixed since the baseline"),
@@ -461,10 +461,10 @@ async fn run_workload(p: &Provisioned, plan: &Plan) -> Result<(u8, bool)> {
             }
         }
     }
-    crate::report::write_latency_csv(&p.dir.path.join("latency.csv"), &rows)?;
-    render_charts(&p.dir.path, &plan.name, &ready).await;
+    crate::report::write_latency_csv(&p.dir.latency_csv(), &rows)?;
+    render_charts(&p.dir, &plan.name, &ready).await;
     p.dir.write_json(
-        "workload.json",
+        &p.dir.workload_json(),
         &serde_json::json!({"plan": plan, "interrupted": interrupted, "targets": per_target}),
     )?;
     crate::report::print_summary(&rows);
@@ -506,16 +506,12 @@ async fn up(args: &TargetArgs, out: Option<&Path>) -> Result<u8> {
 
 /// Charts per target from its response-time hlog; a chart that fails is reported, not fatal
 /// (the data it would show is in latency.csv and the hlog).
-async fn render_charts(dir: &Path, workload: &str, ready: &[provision::Ready]) {
+async fn render_charts(dir: &RunDir, workload: &str, ready: &[provision::Ready]) {
     let jobs: Vec<(std::path::PathBuf, std::path::PathBuf, String)> = ready
         .iter()
         .map(|r| {
             let name = r.target.name.clone();
-            (
-                dir.join("histograms").join(workload).join(format!("{name}.response.hlog")),
-                dir.join("charts").join(workload),
-                name,
-            )
+            (dir.hlog(workload, &name, HlogKind::Response), dir.workload_charts_dir(workload), name)
         })
         .collect();
     let result = tokio::task::spawn_blocking(move || {
@@ -570,7 +566,7 @@ fn teardown_state(run: &str) {
 
 fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
     let workloads = |d: &Path| -> std::collections::BTreeSet<String> {
-        std::fs::read_dir(d.join("histograms"))
+        std::fs::read_dir(RunDir::at(d).histograms_dir())
             .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default()
     };
@@ -606,7 +602,7 @@ fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
     }
     let rows = crate::analyze::compare(&b, &r);
     crate::analyze::print(&rows);
-    let out = run.join(format!("comparison-{workload}.csv"));
+    let out = RunDir::at(run).comparison_csv(&workload);
     crate::analyze::write_csv(&out, &rows)?;
     println!("written: {}", out.display());
     Ok(exit::OK)

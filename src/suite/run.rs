@@ -109,7 +109,7 @@ pub async fn run_target(
     let shim = Conn::connect(name, &ready.target.ssh, cx.control_dir, 6).await?;
     let observe = Conn::connect(&format!("{name}/observe"), &ready.target.observe, cx.control_dir, 6).await?;
     let version = ready.agentsh_version.clone().unwrap_or_else(|| "none".into());
-    let target_dir = cx.out.join("targets").join(name);
+    let target_dir = crate::results::RunDir::at(cx.out).target_dir(name);
     std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
     let mut wedges = 0u32;
     // Events are stamped with the target's clock; a VM's may differ from ours.
