@@ -12,7 +12,7 @@ use crate::exit;
 use crate::progress::Board;
 use crate::provider::{self, Provider, ProviderOpts};
 use crate::provision::{self, Failed, Outcome, Setup};
-use crate::results::{HlogKind, RunDir};
+use crate::results::{HlogKind, RunDir, manifest};
 use crate::schema::Plan;
 
 pub async fn dispatch(cli: Cli) -> Result<u8> {
@@ -156,21 +156,22 @@ pub async fn provision(
     dir.write_targets(&outcomes)?;
     dir.write_json(
         &dir.run_json(),
-        &serde_json::json!({
-            "run": run,
-            "harness_version": env!("CARGO_PKG_VERSION"),
-            "provider": provider.kind(),
-            "vms": args.vms,
-            "agentsh_spec": args.agentsh,
-            "artifact": artifact,
-            "config_source": setup.assets.config_source,
-            "policy_source": setup.assets.policy_source,
-            "seconds": { "artifact": t_artifact, "prepare": t_prepare, "create_and_provision": t_provision },
-            "targets": outcomes.iter().map(|o| match o {
-                Ok(r) => serde_json::json!({"name": r.target.name, "status": "ready", "agentsh_version": r.agentsh_version, "seconds": r.seconds, "steps": r.steps, "findings": r.findings, "ssh": r.target.ssh.hint()}),
-                Err(f) => serde_json::json!({"name": f.name, "status": "failed", "step": f.step, "error": f.error, "findings": f.findings}),
-            }).collect::<Vec<_>>(),
-        }),
+        &manifest::Run {
+            run: run.into(),
+            harness_version: env!("CARGO_PKG_VERSION").into(),
+            provider: provider.kind().into(),
+            vms: args.vms,
+            agentsh_spec: args.agentsh.clone(),
+            artifact: artifact.clone(),
+            config_source: setup.assets.config_source.clone(),
+            policy_source: setup.assets.policy_source.clone(),
+            seconds: manifest::RunSeconds {
+                artifact: t_artifact,
+                prepare: t_prepare,
+                create_and_provision: t_provision,
+            },
+            targets: outcomes.iter().map(manifest::RunTarget::from).collect(),
+        },
     )?;
     provision::summarize(&outcomes);
     let sha = |b: &[u8]| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b));
@@ -350,7 +351,10 @@ pub(crate) async fn run_suite(
         out: &p.dir.path,
     };
     // What replaying this run needs: the seed, the iterations, the environment gaps applied.
-    p.dir.write_json(&p.dir.suite_json(), &serde_json::json!({"tests": suite.tests.len(), "iterations": iterations, "shuffle": shuffle, "environment_gaps": gaps}))?;
+    p.dir.write_json(
+        &p.dir.suite_json(),
+        &manifest::Suite { tests: suite.tests.len(), iterations, shuffle, environment_gaps: gaps.clone() },
+    )?;
     let csv = std::sync::Mutex::new(verdicts::TestsCsv::create(&p.dir.tests_csv())?);
     let rows = std::sync::Mutex::new(Vec::new());
     let jobs = ready.iter().map(|r| {
@@ -446,13 +450,13 @@ async fn run_workload(p: &Provisioned, plan: &Plan) -> Result<(u8, bool)> {
     for r in results {
         match r {
             Ok(t) => {
-                per_target.push(serde_json::json!({
-                    "target": t.target,
-                    "partial": t.partial,
-                    "driver_rss_kb_first_minute": t.driver_rss_kb_first_minute,
-                    "driver_rss_kb_last_minute": t.driver_rss_kb_last_minute,
-                    "finished": t.finished,
-                }));
+                per_target.push(manifest::WorkloadTarget {
+                    target: t.target,
+                    partial: t.partial,
+                    driver_rss_kb_first_minute: t.driver_rss_kb_first_minute,
+                    driver_rss_kb_last_minute: t.driver_rss_kb_last_minute,
+                    finished: t.finished,
+                });
                 rows.extend(t.totals);
             }
             Err(e) => {
@@ -465,7 +469,7 @@ async fn run_workload(p: &Provisioned, plan: &Plan) -> Result<(u8, bool)> {
     render_charts(&p.dir, &plan.name, &ready).await;
     p.dir.write_json(
         &p.dir.workload_json(),
-        &serde_json::json!({"plan": plan, "interrupted": interrupted, "targets": per_target}),
+        &manifest::Workload { plan: plan.clone(), interrupted, targets: per_target },
     )?;
     crate::report::print_summary(&rows);
     let wrong: u64 = rows.iter().map(|r| r.wrong).sum();

@@ -6,6 +6,8 @@
 //! and the readers (`analyze`, `compare`) cannot drift apart. `.ci/run` and the tests under
 //! `tests/` read the same names from outside the crate.
 
+pub mod manifest;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -75,17 +77,17 @@ impl RunDir {
         self.path.join("targets.csv")
     }
 
-    /// `run.json`: what was provisioned, and how.
+    /// `run.json`: what was provisioned, and how ([`manifest::Run`]).
     pub fn run_json(&self) -> PathBuf {
         self.path.join("run.json")
     }
 
-    /// `suite.json`: what replaying the suite needs.
+    /// `suite.json`: what replaying the suite needs ([`manifest::Suite`]).
     pub fn suite_json(&self) -> PathBuf {
         self.path.join("suite.json")
     }
 
-    /// `workload.json`: the plan and what each target's driver reported.
+    /// `workload.json`: the plan and what each target's driver reported ([`manifest::Workload`]).
     pub fn workload_json(&self) -> PathBuf {
         self.path.join("workload.json")
     }
@@ -155,8 +157,12 @@ impl RunDir {
         self.path.join("targets").join(target)
     }
 
+    /// Pretty JSON with every object's keys sorted (through a `serde_json::Value`, whose maps are
+    /// sorted without serde_json's `preserve_order`): the manifests were built with `json!` and
+    /// so had sorted keys, and the typed ones in [`manifest`] keep the files as they were.
     pub fn write_json<T: serde::Serialize>(&self, file: &Path, value: &T) -> Result<()> {
-        std::fs::write(file, serde_json::to_vec_pretty(value)?).with_context(|| format!("writing {}", file.display()))
+        let value = serde_json::to_value(value).with_context(|| format!("serializing {}", file.display()))?;
+        std::fs::write(file, serde_json::to_vec_pretty(&value)?).with_context(|| format!("writing {}", file.display()))
     }
 
     /// `targets.csv`: one row per target with how provisioning ended.
