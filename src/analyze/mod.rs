@@ -11,7 +11,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
 use crate::results::{HlogKind, RunDir};
 
@@ -32,12 +31,10 @@ pub fn load(run: &Path, workload: &str) -> Result<BTreeMap<String, OpLatency>> {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let Some((kind, _)) = HlogKind::parse_file_name(&name) else { continue };
         let response = kind == HlogKind::Response;
-        let bytes = std::fs::read(&path)?;
-        for entry in IntervalLogIterator::new(&bytes) {
-            let LogEntry::Interval(i) = entry.map_err(|e| anyhow!("{}: {e:?}", path.display()))? else { continue };
-            let tag = i.tag().map(|t| t.as_str().to_string()).unwrap_or_default();
+        for i in crate::results::hlog::read(&path)? {
+            let tag = i.tag.unwrap_or_default();
             let op = tag.rsplit('/').next().unwrap_or(&tag).to_string();
-            let h = crate::schema::decode_histogram(i.encoded_histogram())?;
+            let h = i.histogram;
             let slot = ops.entry(op).or_insert_with(|| OpLatency {
                 response: crate::schema::new_histogram(),
                 service: crate::schema::new_histogram(),
@@ -136,7 +133,7 @@ pub fn print(rows: &[Row]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::hlog::HlogWriter;
+    use crate::results::hlog::HlogWriter;
 
     fn run_dir(scale: u64, targets: &[&str]) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();

@@ -1,8 +1,8 @@
-//! Output formats, one file each (hyperfine's `src/export/`): `.hlog` interval logs and
-//! `latency.csv`. What they are built from lives in [`OpTotals`].
+//! Output formats, one file each (hyperfine's `src/export/`): `latency.csv` here, the suite's
+//! CSVs in [`verdicts`], charts in [`charts`]. What they are built from lives in [`OpTotals`];
+//! the `.hlog` interval logs are written and read in `results::hlog`.
 
 pub mod charts;
-pub mod hlog;
 pub mod verdicts;
 
 use std::collections::BTreeMap;

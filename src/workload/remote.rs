@@ -12,7 +12,7 @@ use crate::control::Conn;
 use crate::progress::Board;
 use crate::provision::Ready;
 use crate::report::OpTotals;
-use crate::report::hlog::HlogWriter;
+use crate::results::hlog::HlogWriter;
 use crate::results::{HlogKind, RunDir};
 use crate::schema::{self, Finished, Plan, Record};
 
