@@ -58,12 +58,14 @@ pub struct Row {
     pub service: Vec<(&'static str, u64, u64)>,
 }
 
-const QUANTILES: [(&str, f64); 3] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)];
+/// p50, p90, p99 of [`crate::results::QUANTILES`]: the columns `comparison-<workload>.csv` has
+/// always had ([`print`] reads p50 and p99 by position).
+const COMPARED: &[(&str, f64)] = crate::results::QUANTILES.split_at(3).0;
 
 /// Ops present in both runs, in name order; ops in only one are reported by the caller.
 pub fn compare(base: &BTreeMap<String, OpLatency>, run: &BTreeMap<String, OpLatency>) -> Vec<Row> {
     let q = |a: &Histogram<u64>, b: &Histogram<u64>| -> Vec<(&'static str, u64, u64)> {
-        QUANTILES.iter().map(|(l, q)| (*l, a.value_at_quantile(*q), b.value_at_quantile(*q))).collect()
+        COMPARED.iter().map(|(l, q)| (*l, a.value_at_quantile(*q), b.value_at_quantile(*q))).collect()
     };
     base.iter()
         .filter_map(|(op, b)| {
@@ -87,7 +89,7 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     let mut header = vec!["op".to_string(), "base_count".into(), "run_count".into()];
     for kind in ["response", "service"] {
-        for (q, _) in QUANTILES {
+        for (q, _) in COMPARED {
             header.extend([format!("{kind}_{q}_base_ms"), format!("{kind}_{q}_run_ms"), format!("{kind}_{q}_ratio")]);
         }
     }
@@ -170,6 +172,10 @@ mod tests {
         write_csv(&dir.path().join("c.csv"), &rows).unwrap();
         let text = std::fs::read_to_string(dir.path().join("c.csv")).unwrap();
         assert!(text.starts_with("op,base_count,run_count,response_p50_base_ms"), "{text}");
+        // p50, p90, p99 only, for response then service: the columns this file has always had.
+        let header = text.lines().next().unwrap_or_default();
+        assert_eq!(header.split(',').count(), 3 + 2 * 3 * 3, "{header}");
+        assert!(header.ends_with("service_p99_base_ms,service_p99_run_ms,service_p99_ratio"), "{header}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::results::QUANTILES;
+
 /// One op on one target, summed over the measured intervals.
 pub struct OpTotals {
     pub target: String,
@@ -50,8 +52,6 @@ impl OpTotals {
         self.errors.values().sum()
     }
 }
-
-const QUANTILES: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
 
 fn ms(us: u64) -> String {
     format!("{:.3}", us as f64 / 1000.0)

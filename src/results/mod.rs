@@ -15,6 +15,11 @@ use anyhow::{Context, Result};
 
 use crate::provision::Outcome;
 
+/// The latency percentiles reported, as (column label, quantile), in column order: one table for
+/// every file. `latency.csv` has all of them; `comparison-<workload>.csv` the first three
+/// (`analyze::COMPARED`), as it always had: adding p99.9 there would change its columns.
+pub const QUANTILES: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
+
 pub struct RunDir {
     pub path: PathBuf,
 }
