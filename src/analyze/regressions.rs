@@ -49,31 +49,11 @@ pub fn state(per_target: &[Counts]) -> State {
 /// Reads `<dir>/summary.csv` into (name, state) per test id.
 pub fn load(dir: &Path) -> Result<BTreeMap<TestId, (String, State)>> {
     let path = crate::results::RunDir::at(dir).summary_csv();
-    let mut r = csv::Reader::from_path(&path).with_context(|| format!("reading the baseline {}", path.display()))?;
-    let h = r.headers()?.clone();
-    let col =
-        |name: &str| h.iter().position(|x| x == name).with_context(|| format!("{}: no column {name}", path.display()));
-    let (id, test, held, violated, inconclusive, flaky) =
-        (col("test_id")?, col("test")?, col("held")?, col("violated")?, col("inconclusive")?, col("flaky")?);
+    let rows = crate::results::summary::read(&path).context("reading the baseline")?;
     let mut per: BTreeMap<TestId, (String, Vec<Counts>)> = BTreeMap::new();
-    for (i, rec) in r.records().enumerate() {
-        let rec = rec?;
-        let num = |c: usize| -> Result<u32> {
-            rec.get(c).unwrap_or_default().parse().with_context(|| format!("{}:{}: not a count", path.display(), i + 2))
-        };
-        // A suite test's number, or `integrity`.
-        let test_id: TestId = rec
-            .get(id)
-            .unwrap_or_default()
-            .parse()
-            .with_context(|| format!("{}:{}: not a test id", path.display(), i + 2))?;
-        let entry = per.entry(test_id).or_insert_with(|| (rec.get(test).unwrap_or_default().to_string(), Vec::new()));
-        entry.1.push(Counts {
-            held: num(held)?,
-            violated: num(violated)?,
-            inconclusive: num(inconclusive)?,
-            flaky: rec.get(flaky) == Some("true"),
-        });
+    for r in rows {
+        let entry = per.entry(r.test_id).or_insert_with(|| (r.test.clone(), Vec::new()));
+        entry.1.push(Counts { held: r.held, violated: r.violated, inconclusive: r.inconclusive, flaky: r.flaky });
     }
     Ok(per.into_iter().map(|(id, (name, counts))| (id, (name, state(&counts)))).collect())
 }
@@ -204,6 +184,7 @@ mod tests {
             "test_id,test,target,held,violated,inconclusive,skipped_env,informational,flaky\nx,t,a,1,0,0,0,0,false\n",
         )
         .unwrap();
-        assert!(format!("{:#}", load(dir.path()).unwrap_err()).contains("summary.csv:2: not a test id"));
+        let e = format!("{:#}", load(dir.path()).unwrap_err());
+        assert!(e.contains("summary.csv:2: not a test id"), "{e}");
     }
 }

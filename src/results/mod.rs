@@ -8,6 +8,7 @@
 
 pub mod hlog;
 pub mod manifest;
+pub mod summary;
 
 use std::path::{Path, PathBuf};
 
