@@ -138,7 +138,7 @@ mod tests {
         t.measured_ms = 10_000;
         t.errors.insert("spawn".into(), 2);
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("latency.csv");
+        let p = crate::results::RunDir::at(dir.path()).latency_csv();
         write_latency_csv(&p, &[t]).unwrap();
         let mut r = csv::Reader::from_path(&p).unwrap();
         let h = r.headers().unwrap().clone();
