@@ -14,7 +14,7 @@ use crate::exit;
 use crate::progress::Board;
 use crate::provider::{self, Provider, Target};
 use crate::provision::{self, Failed, Outcome, Setup};
-use crate::record::RunDir;
+use crate::results::{HlogKind, RunDir, manifest};
 use crate::schema::Plan;
 
 /// Ctrl-C as a value: every stage waits on it the same way, and tests raise it without a signal.
@@ -114,27 +114,28 @@ pub async fn provision(
 
     let t0 = Instant::now();
     let (targets, mut outcomes) = create(provider, run, args.vms, &state_dir, &board).await;
-    outcomes.extend(provision::all(targets, setup.clone(), &dir.path, &board).await);
+    outcomes.extend(provision::all(targets, setup.clone(), |name| dir.target_dir(name), &board).await);
     let t_provision = t0.elapsed().as_secs_f64();
 
     dir.write_targets(&outcomes)?;
     dir.write_json(
-        "run.json",
-        &serde_json::json!({
-            "run": run,
-            "harness_version": env!("CARGO_PKG_VERSION"),
-            "provider": provider.kind(),
-            "vms": args.vms,
-            "agentsh_spec": args.agentsh.to_string(),
-            "artifact": artifact,
-            "config_source": setup.assets.config_source,
-            "policy_source": setup.assets.policy_source,
-            "seconds": { "artifact": t_artifact, "prepare": t_prepare, "create_and_provision": t_provision },
-            "targets": outcomes.iter().map(|o| match o {
-                Ok(r) => serde_json::json!({"name": r.target.name, "status": "ready", "agentsh_version": r.agentsh_version, "seconds": r.seconds, "steps": r.steps, "findings": r.findings, "ssh": r.target.ssh.hint()}),
-                Err(f) => serde_json::json!({"name": f.name, "status": "failed", "step": f.step, "error": f.error, "findings": f.findings}),
-            }).collect::<Vec<_>>(),
-        }),
+        &dir.run_json(),
+        &manifest::Run {
+            run: run.into(),
+            harness_version: env!("CARGO_PKG_VERSION").into(),
+            provider: provider.kind(),
+            vms: args.vms,
+            agentsh_spec: args.agentsh.to_string(),
+            artifact: artifact.clone(),
+            config_source: setup.assets.config_source.clone(),
+            policy_source: setup.assets.policy_source.clone(),
+            seconds: manifest::RunSeconds {
+                artifact: t_artifact,
+                prepare: t_prepare,
+                create_and_provision: t_provision,
+            },
+            targets: outcomes.iter().map(manifest::RunTarget::from).collect(),
+        },
     )?;
     provision::summarize(&outcomes);
     let sha = |b: &[u8]| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b));
@@ -287,7 +288,7 @@ fn report_expectations(suite: &crate::suite::Suite, rows: &[crate::suite::run::R
         }
         all.extend(diffs.into_iter().map(|d| (v.to_string(), d)));
     }
-    expectations::write_csv(&out.join("expectations.csv"), &all)
+    expectations::write_csv(&RunDir::at(out).expectations_csv(), &all)
 }
 
 /// Runs the suite `s.iterations` times on every ready target at once, and the integrity check
@@ -318,8 +319,11 @@ pub(crate) async fn run_suite(p: &Provisioned, s: &SuiteConfig, run: &str, stop:
         out: &p.dir.path,
     };
     // What replaying this run needs: the seed, the iterations, the environment gaps applied.
-    p.dir.write_json("suite.json", &serde_json::json!({"tests": suite.tests.len(), "iterations": iterations, "shuffle": shuffle, "environment_gaps": gaps}))?;
-    let csv = std::sync::Mutex::new(verdicts::TestsCsv::create(&p.dir.path.join("tests.csv"))?);
+    p.dir.write_json(
+        &p.dir.suite_json(),
+        &manifest::Suite { tests: suite.tests.len(), iterations, shuffle, environment_gaps: gaps.clone() },
+    )?;
+    let csv = std::sync::Mutex::new(verdicts::TestsCsv::create(&p.dir.tests_csv())?);
     let rows = std::sync::Mutex::new(Vec::new());
     let jobs = ready.iter().map(|r| {
         let (cx, csv, rows, board) = (&cx, &csv, &rows, &board);
@@ -345,15 +349,15 @@ pub(crate) async fn run_suite(p: &Provisioned, s: &SuiteConfig, run: &str, stop:
     let failed = results.iter().filter(|r| r.is_err()).count();
     let rows = rows.into_inner().map_err(|_| anyhow::anyhow!("rows lock poisoned"))?;
     let tallies = verdicts::tally(&rows);
-    verdicts::write_summary(&p.dir.path.join("summary.csv"), &tallies)?;
-    if let Err(e) = crate::report::charts::heatmap(&rows, &p.dir.path.join("charts").join("suite")) {
+    verdicts::write_summary(&p.dir.summary_csv(), &tallies)?;
+    if let Err(e) = crate::report::charts::heatmap(&rows, &p.dir.suite_charts_dir()) {
         eprintln!("warning: suite heatmap: {e:#}");
     }
     let mut regressions = Vec::new();
     if let Some(before) = baseline {
         use crate::analyze::regressions::{Change, find, write_csv};
         let changes = find(before, &verdicts::states(&tallies));
-        write_csv(&p.dir.path.join("regressions.csv"), &changes)?;
+        write_csv(&p.dir.regressions_csv(), &changes)?;
         for (change, title) in [
             (Change::Broken, "REGRESSIONS against the baseline (held there)"),
             (Change::Fixed, "fixed since the baseline"),
@@ -411,13 +415,13 @@ async fn run_workload(p: &Provisioned, plan: &Plan, stop: &Stop) -> Result<(u8, 
     for r in results {
         match r {
             Ok(t) => {
-                per_target.push(serde_json::json!({
-                    "target": t.target,
-                    "partial": t.partial,
-                    "driver_rss_kb_first_minute": t.driver_rss_kb_first_minute,
-                    "driver_rss_kb_last_minute": t.driver_rss_kb_last_minute,
-                    "finished": t.finished,
-                }));
+                per_target.push(manifest::WorkloadTarget {
+                    target: t.target,
+                    partial: t.partial,
+                    driver_rss_kb_first_minute: t.driver_rss_kb_first_minute,
+                    driver_rss_kb_last_minute: t.driver_rss_kb_last_minute,
+                    finished: t.finished,
+                });
                 rows.extend(t.totals);
             }
             Err(e) => {
@@ -426,11 +430,11 @@ async fn run_workload(p: &Provisioned, plan: &Plan, stop: &Stop) -> Result<(u8, 
             }
         }
     }
-    crate::report::write_latency_csv(&p.dir.path.join("latency.csv"), &rows)?;
-    render_charts(&p.dir.path, &plan.name, &ready).await;
+    crate::report::write_latency_csv(&p.dir.latency_csv(), &rows)?;
+    render_charts(&p.dir, &plan.name, &ready).await;
     p.dir.write_json(
-        "workload.json",
-        &serde_json::json!({"plan": plan, "interrupted": interrupted, "targets": per_target}),
+        &p.dir.workload_json(),
+        &manifest::Workload { plan: plan.clone(), interrupted, targets: per_target },
     )?;
     crate::report::print_summary(&rows);
     let wrong: u64 = rows.iter().map(|r| r.wrong).sum();
@@ -471,16 +475,12 @@ pub async fn up(args: &TargetConfig, provider: &dyn Provider, out: Option<&Path>
 
 /// Charts per target from its response-time hlog; a chart that fails is reported, not fatal
 /// (the data it would show is in latency.csv and the hlog).
-async fn render_charts(dir: &Path, workload: &str, ready: &[provision::Ready]) {
+async fn render_charts(dir: &RunDir, workload: &str, ready: &[provision::Ready]) {
     let jobs: Vec<(std::path::PathBuf, std::path::PathBuf, String)> = ready
         .iter()
         .map(|r| {
             let name = r.target.name.clone();
-            (
-                dir.join("histograms").join(workload).join(format!("{name}.response.hlog")),
-                dir.join("charts").join(workload),
-                name,
-            )
+            (dir.hlog(workload, &name, HlogKind::Response), dir.workload_charts_dir(workload), name)
         })
         .collect();
     let result = tokio::task::spawn_blocking(move || {
@@ -555,16 +555,17 @@ mod tests {
         assert!(calls[1].starts_with("create ") && calls[1].ends_with(" 2"), "{calls:?}");
         assert_eq!(destroyed(&fake).len(), 1, "torn down once: {calls:?}");
         // Each target's failure is named: target 0 at its first ssh connection, 1 at creation.
-        let rows = csv_rows(&out.path().join("targets.csv"));
+        let dir = RunDir::at(out.path());
+        let rows = csv_rows(&dir.targets_csv());
         let steps: Vec<(&str, &str)> = rows.iter().map(|r| (&r[2], &r[4])).collect();
         assert_eq!(steps, [("failed", "create"), ("failed", "connect")]);
-        let run: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.path().join("run.json")).expect("run.json")).expect("json");
-        assert_eq!(run["targets"].as_array().map(Vec::len), Some(2));
-        assert!(run["targets"].as_array().into_iter().flatten().all(|t| t["status"] == "failed"));
+        let run: manifest::Run =
+            serde_json::from_slice(&std::fs::read(dir.run_json()).expect("run.json")).expect("a run manifest");
+        assert_eq!(run.targets.len(), 2);
+        assert!(run.targets.iter().all(|t| matches!(t, manifest::RunTarget::Failed { .. })), "{:?}", run.targets);
         // The suite ran on no target and still left its files, header only.
-        assert!(csv_rows(&out.path().join("tests.csv")).is_empty());
-        assert!(out.path().join("summary.csv").is_file());
+        assert!(csv_rows(&dir.tests_csv()).is_empty());
+        assert!(dir.summary_csv().is_file());
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! agentsh-bench: provisions agentsh-hardened targets concurrently and measures agentsh on them.
 //!
-//! The layout follows the pipeline: `provider` (targets) → `provision` (harden) → run → `record`.
+//! The layout follows the pipeline: `provider` (targets) → `provision` (harden) → run → `results`.
 //! `control` is the SSH layer every stage talks through; `agentsh` obtains the system under test.
 
 mod agentsh;
@@ -18,8 +18,8 @@ mod procstat;
 mod progress;
 mod provider;
 mod provision;
-mod record;
 mod report;
+mod results;
 mod schema;
 mod suite;
 mod target;

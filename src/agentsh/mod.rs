@@ -30,7 +30,7 @@ pub enum Spec {
 }
 
 /// The artifact to install, with where it came from (for the run manifest).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Artifact {
     pub deb: PathBuf,
     /// The version the artifact claims; the installed version is read back from the target.

@@ -11,7 +11,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+use crate::results::{HlogKind, RunDir};
 
 /// Per op, all targets' response and service histograms of one workload, merged.
 pub struct OpLatency {
@@ -21,26 +22,19 @@ pub struct OpLatency {
 
 /// Reads `<run>/histograms/<workload>/*.{response,service}.hlog`; tags are `target/op`.
 pub fn load(run: &Path, workload: &str) -> Result<BTreeMap<String, OpLatency>> {
-    let dir = run.join("histograms").join(workload);
+    let dir = RunDir::at(run).workload_histograms_dir(workload);
     let entries = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {} (no workload {workload:?} in this run?)", dir.display()))?;
     let mut ops: BTreeMap<String, OpLatency> = BTreeMap::new();
     for e in entries {
         let path = e?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let response = if name.ends_with(".response.hlog") {
-            true
-        } else if name.ends_with(".service.hlog") {
-            false
-        } else {
-            continue;
-        };
-        let bytes = std::fs::read(&path)?;
-        for entry in IntervalLogIterator::new(&bytes) {
-            let LogEntry::Interval(i) = entry.map_err(|e| anyhow!("{}: {e:?}", path.display()))? else { continue };
-            let tag = i.tag().map(|t| t.as_str().to_string()).unwrap_or_default();
+        let Some((kind, _)) = HlogKind::parse_file_name(&name) else { continue };
+        let response = kind == HlogKind::Response;
+        for i in crate::results::hlog::read(&path)? {
+            let tag = i.tag.unwrap_or_default();
             let op = tag.rsplit('/').next().unwrap_or(&tag).to_string();
-            let h = crate::schema::decode_histogram(i.encoded_histogram())?;
+            let h = i.histogram;
             let slot = ops.entry(op).or_insert_with(|| OpLatency {
                 response: crate::schema::new_histogram(),
                 service: crate::schema::new_histogram(),
@@ -64,12 +58,14 @@ pub struct Row {
     pub service: Vec<(&'static str, u64, u64)>,
 }
 
-const QUANTILES: [(&str, f64); 3] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)];
+/// p50, p90, p99 of [`crate::results::QUANTILES`]: the columns `comparison-<workload>.csv` has
+/// always had ([`print`] reads p50 and p99 by position).
+const COMPARED: &[(&str, f64)] = crate::results::QUANTILES.split_at(3).0;
 
 /// Ops present in both runs, in name order; ops in only one are reported by the caller.
 pub fn compare(base: &BTreeMap<String, OpLatency>, run: &BTreeMap<String, OpLatency>) -> Vec<Row> {
     let q = |a: &Histogram<u64>, b: &Histogram<u64>| -> Vec<(&'static str, u64, u64)> {
-        QUANTILES.iter().map(|(l, q)| (*l, a.value_at_quantile(*q), b.value_at_quantile(*q))).collect()
+        COMPARED.iter().map(|(l, q)| (*l, a.value_at_quantile(*q), b.value_at_quantile(*q))).collect()
     };
     base.iter()
         .filter_map(|(op, b)| {
@@ -93,7 +89,7 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     let mut header = vec!["op".to_string(), "base_count".into(), "run_count".into()];
     for kind in ["response", "service"] {
-        for (q, _) in QUANTILES {
+        for (q, _) in COMPARED {
             header.extend([format!("{kind}_{q}_base_ms"), format!("{kind}_{q}_run_ms"), format!("{kind}_{q}_ratio")]);
         }
     }
@@ -139,15 +135,15 @@ pub fn print(rows: &[Row]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::hlog::HlogWriter;
+    use crate::results::hlog::HlogWriter;
 
     fn run_dir(scale: u64, targets: &[&str]) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("histograms/w");
-        std::fs::create_dir_all(&dir).unwrap();
+        let run = RunDir::at(d.path());
+        std::fs::create_dir_all(run.workload_histograms_dir("w")).unwrap();
         for t in targets {
-            for kind in ["response", "service"] {
-                let mut w = HlogWriter::create(&dir.join(format!("{t}.{kind}.hlog")), 1_764_190_000_000, "t").unwrap();
+            for kind in HlogKind::ALL {
+                let mut w = HlogWriter::create(&run.hlog("w", t, kind), 1_764_190_000_000, "t").unwrap();
                 for (op, base) in [("true", 600u64), ("echo", 900)] {
                     let mut h = crate::schema::new_histogram();
                     for v in 1..=100u64 {
@@ -176,6 +172,10 @@ mod tests {
         write_csv(&dir.path().join("c.csv"), &rows).unwrap();
         let text = std::fs::read_to_string(dir.path().join("c.csv")).unwrap();
         assert!(text.starts_with("op,base_count,run_count,response_p50_base_ms"), "{text}");
+        // p50, p90, p99 only, for response then service: the columns this file has always had.
+        let header = text.lines().next().unwrap_or_default();
+        assert_eq!(header.split(',').count(), 3 + 2 * 3 * 3, "{header}");
+        assert!(header.ends_with("service_p99_base_ms,service_p99_run_ms,service_p99_ratio"), "{header}");
     }
 
     #[test]

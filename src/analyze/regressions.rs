@@ -48,32 +48,12 @@ pub fn state(per_target: &[Counts]) -> State {
 
 /// Reads `<dir>/summary.csv` into (name, state) per test id.
 pub fn load(dir: &Path) -> Result<BTreeMap<TestId, (String, State)>> {
-    let path = dir.join("summary.csv");
-    let mut r = csv::Reader::from_path(&path).with_context(|| format!("reading the baseline {}", path.display()))?;
-    let h = r.headers()?.clone();
-    let col =
-        |name: &str| h.iter().position(|x| x == name).with_context(|| format!("{}: no column {name}", path.display()));
-    let (id, test, held, violated, inconclusive, flaky) =
-        (col("test_id")?, col("test")?, col("held")?, col("violated")?, col("inconclusive")?, col("flaky")?);
+    let path = crate::results::RunDir::at(dir).summary_csv();
+    let rows = crate::results::summary::read(&path).context("reading the baseline")?;
     let mut per: BTreeMap<TestId, (String, Vec<Counts>)> = BTreeMap::new();
-    for (i, rec) in r.records().enumerate() {
-        let rec = rec?;
-        let num = |c: usize| -> Result<u32> {
-            rec.get(c).unwrap_or_default().parse().with_context(|| format!("{}:{}: not a count", path.display(), i + 2))
-        };
-        // A suite test's number, or `integrity`.
-        let test_id: TestId = rec
-            .get(id)
-            .unwrap_or_default()
-            .parse()
-            .with_context(|| format!("{}:{}: not a test id", path.display(), i + 2))?;
-        let entry = per.entry(test_id).or_insert_with(|| (rec.get(test).unwrap_or_default().to_string(), Vec::new()));
-        entry.1.push(Counts {
-            held: num(held)?,
-            violated: num(violated)?,
-            inconclusive: num(inconclusive)?,
-            flaky: rec.get(flaky) == Some("true"),
-        });
+    for r in rows {
+        let entry = per.entry(r.test_id).or_insert_with(|| (r.test.clone(), Vec::new()));
+        entry.1.push(Counts { held: r.held, violated: r.violated, inconclusive: r.inconclusive, flaky: r.flaky });
     }
     Ok(per.into_iter().map(|(id, (name, counts))| (id, (name, state(&counts)))).collect())
 }
@@ -185,7 +165,7 @@ mod tests {
     fn an_integrity_row_reads_back_and_can_regress() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
-            dir.path().join("summary.csv"),
+            crate::results::RunDir::at(dir.path()).summary_csv(),
             "test_id,test,target,held,violated,inconclusive,skipped_env,informational,flaky\n\
              14,shell: sudo blocked,a-0,1,0,0,0,0,false\n\
              integrity,target file system unchanged,a-0,1,0,0,0,0,false\n",
@@ -196,14 +176,15 @@ mod tests {
         let now: BTreeMap<_, _> = [(TestId::Integrity, ("integrity".to_string(), State::Violated))].into();
         let r = find(&before, &now);
         assert_eq!(r.len(), 1);
-        let out = dir.path().join("regressions.csv");
+        let out = crate::results::RunDir::at(dir.path()).regressions_csv();
         write_csv(&out, &r).unwrap();
         assert!(std::fs::read_to_string(&out).unwrap().contains("\nintegrity,integrity,held,violated,broken\n"));
         std::fs::write(
-            dir.path().join("summary.csv"),
+            crate::results::RunDir::at(dir.path()).summary_csv(),
             "test_id,test,target,held,violated,inconclusive,skipped_env,informational,flaky\nx,t,a,1,0,0,0,0,false\n",
         )
         .unwrap();
-        assert!(format!("{:#}", load(dir.path()).unwrap_err()).contains("summary.csv:2: not a test id"));
+        let e = format!("{:#}", load(dir.path()).unwrap_err());
+        assert!(e.contains("summary.csv:2: not a test id"), "{e}");
     }
 }

@@ -11,6 +11,7 @@ use crate::config::{RunConfig, TargetConfig};
 use crate::exit;
 use crate::job::Stop;
 use crate::provider::{self, Provider, ProviderOpts};
+use crate::results::RunDir;
 
 pub async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
@@ -95,7 +96,7 @@ async fn down(provider: &dyn Provider, run: Option<&str>) -> Result<u8> {
 
 fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
     let workloads = |d: &Path| -> std::collections::BTreeSet<String> {
-        std::fs::read_dir(d.join("histograms"))
+        std::fs::read_dir(RunDir::at(d).histograms_dir())
             .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default()
     };
@@ -131,7 +132,7 @@ fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
     }
     let rows = crate::analyze::compare(&b, &r);
     crate::analyze::print(&rows);
-    let out = run.join(format!("comparison-{workload}.csv"));
+    let out = RunDir::at(run).comparison_csv(&workload);
     crate::analyze::write_csv(&out, &rows)?;
     println!("written: {}", out.display());
     Ok(exit::OK)

@@ -85,11 +85,17 @@ pub struct Failed {
 
 pub type Outcome = std::result::Result<Ready, Failed>;
 
-/// Provisions every target concurrently.
-pub async fn all(targets: Vec<Target>, setup: Arc<Setup>, out: &Path, board: &Board) -> Vec<Outcome> {
+/// Provisions every target concurrently; each one's log goes to `target_dir(name)` (the results
+/// directory's layout is not provisioning's business: `results::RunDir::target_dir`).
+pub async fn all(
+    targets: Vec<Target>,
+    setup: Arc<Setup>,
+    target_dir: impl Fn(&str) -> PathBuf,
+    board: &Board,
+) -> Vec<Outcome> {
     let jobs = targets.into_iter().map(|t| {
         let setup = setup.clone();
-        let dir = out.join("targets").join(&t.name);
+        let dir = target_dir(&t.name);
         let line = board.line(&t.name);
         async move {
             let outcome = one(t, &setup, &dir, &line).await;

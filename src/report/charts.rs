@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -31,22 +30,15 @@ struct Series {
 }
 
 fn read(hlog: &Path) -> Result<BTreeMap<String, Series>> {
-    let bytes = std::fs::read(hlog).with_context(|| format!("reading {}", hlog.display()))?;
     let mut out: BTreeMap<String, Series> = BTreeMap::new();
-    for entry in IntervalLogIterator::new(&bytes) {
-        let LogEntry::Interval(i) = entry.map_err(|e| anyhow!("{}: {e:?}", hlog.display()))? else { continue };
-        let tag = i.tag().map_or("untagged".to_string(), |t| t.as_str().to_string());
-        let h = crate::schema::decode_histogram(i.encoded_histogram())?;
+    for i in crate::results::hlog::read(hlog)? {
+        let tag = i.tag.unwrap_or_else(|| "untagged".to_string());
+        let h = i.histogram;
         let s =
             out.entry(tag).or_insert_with(|| Series { timeline: Vec::new(), total: crate::schema::new_histogram() });
         if !h.is_empty() {
             let ms = |v: u64| v as f64 / 1000.0;
-            s.timeline.push((
-                i.start_timestamp().as_secs_f64(),
-                ms(h.value_at_quantile(0.5)),
-                ms(h.value_at_quantile(0.99)),
-                ms(h.max()),
-            ));
+            s.timeline.push((i.start_s, ms(h.value_at_quantile(0.5)), ms(h.value_at_quantile(0.99)), ms(h.max())));
         }
         s.total.add(&h).map_err(|e| anyhow!("{e:?}"))?;
     }
@@ -311,7 +303,7 @@ mod tests {
     fn charts_render_from_an_hlog() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("t.hlog");
-        let mut w = crate::report::hlog::HlogWriter::create(&log, 1_764_190_000_000, "test").unwrap();
+        let mut w = crate::results::hlog::HlogWriter::create(&log, 1_764_190_000_000, "test").unwrap();
         for i in 0..5u64 {
             let mut h = crate::schema::new_histogram();
             for v in 1..=100u64 {

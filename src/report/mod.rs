@@ -1,14 +1,16 @@
-//! Output formats, one file each (hyperfine's `src/export/`): `.hlog` interval logs and
-//! `latency.csv`. What they are built from lives in [`OpTotals`].
+//! Output formats, one file each (hyperfine's `src/export/`): `latency.csv` here, the suite's
+//! CSVs in [`verdicts`], charts in [`charts`]. What they are built from lives in [`OpTotals`];
+//! the `.hlog` interval logs are written and read in `results::hlog`.
 
 pub mod charts;
-pub mod hlog;
 pub mod verdicts;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+
+use crate::results::QUANTILES;
 
 /// One op on one target, summed over the measured intervals.
 pub struct OpTotals {
@@ -50,8 +52,6 @@ impl OpTotals {
         self.errors.values().sum()
     }
 }
-
-const QUANTILES: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
 
 fn ms(us: u64) -> String {
     format!("{:.3}", us as f64 / 1000.0)
@@ -138,7 +138,7 @@ mod tests {
         t.measured_ms = 10_000;
         t.errors.insert("spawn".into(), 2);
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("latency.csv");
+        let p = crate::results::RunDir::at(dir.path()).latency_csv();
         write_latency_csv(&p, &[t]).unwrap();
         let mut r = csv::Reader::from_path(&p).unwrap();
         let h = r.headers().unwrap().clone();

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::results::summary::SummaryRow;
 use crate::suite::run::{Row, TestId};
 use crate::suite::verdict::Verdict;
 
@@ -115,34 +116,23 @@ pub fn states(
     per.into_iter().map(|(id, (name, c))| (id, (name, state(&c)))).collect()
 }
 
+/// `summary.csv` (`results::summary`), in (test, target) order.
 pub fn write_summary(path: &Path, tallies: &BTreeMap<(TestId, String), Tally>) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
-    w.write_record([
-        "test_id",
-        "test",
-        "target",
-        "held",
-        "violated",
-        "inconclusive",
-        "skipped_env",
-        "informational",
-        "flaky",
-    ])?;
-    for ((id, target), t) in tallies {
-        w.write_record([
-            id.to_string(),
-            t.name.clone(),
-            target.clone(),
-            t.n("held").to_string(),
-            t.n("violated").to_string(),
-            t.n("inconclusive").to_string(),
-            t.n("skipped-env").to_string(),
-            t.n("informational").to_string(),
-            t.flaky().to_string(),
-        ])?;
-    }
-    w.flush().with_context(|| format!("flushing {}", path.display()))?;
-    Ok(())
+    let rows: Vec<SummaryRow> = tallies
+        .iter()
+        .map(|((id, target), t)| SummaryRow {
+            test_id: *id,
+            test: t.name.clone(),
+            target: target.clone(),
+            held: t.n("held"),
+            violated: t.n("violated"),
+            inconclusive: t.n("inconclusive"),
+            skipped_env: t.n("skipped-env"),
+            informational: t.n("informational"),
+            flaky: t.flaky(),
+        })
+        .collect();
+    crate::results::summary::write(path, &rows)
 }
 
 /// Violated and flaky first, then counts; returns how many test × target pairs were violated or

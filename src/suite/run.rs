@@ -79,6 +79,27 @@ impl serde::Serialize for TestId {
     }
 }
 
+/// Reads what [`Serialize`](serde::Serialize) writes: a number, or `integrity` (CSV fields
+/// come as strings, JSON numbers as numbers).
+impl<'de> serde::Deserialize<'de> for TestId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<TestId, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = TestId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a test number or \"integrity\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<TestId, E> {
+                u32::try_from(n).map(TestId::Suite).map_err(|_| E::custom(format!("not a test id: {n}")))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<TestId, E> {
+                s.parse().map_err(|_| E::custom(format!("not a test id: {s:?}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// What a run of the suite needs to know besides the tests.
 pub struct SuiteRun<'a> {
     pub suite: &'a Suite,
@@ -151,7 +172,7 @@ impl<'a> OnTarget<'a> {
         let name = &ready.target.name;
         let shim = Conn::connect(name, &ready.target.ssh, cx.control_dir, 6).await?;
         let observe = Conn::connect(&format!("{name}/observe"), &ready.target.observe, cx.control_dir, 6).await?;
-        let target_dir = cx.out.join("targets").join(name);
+        let target_dir = crate::results::RunDir::at(cx.out).target_dir(name);
         std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
         // Events are stamped with the target's clock; a VM's may differ from ours.
         let with_agentsh = ready.agentsh_version.is_some();

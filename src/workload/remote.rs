@@ -12,7 +12,8 @@ use crate::control::Conn;
 use crate::progress::Board;
 use crate::provision::Ready;
 use crate::report::OpTotals;
-use crate::report::hlog::HlogWriter;
+use crate::results::hlog::HlogWriter;
+use crate::results::{HlogKind, RunDir};
 use crate::schema::{self, Finished, Plan, Record};
 
 /// What one target's run produced.
@@ -129,8 +130,9 @@ async fn run_one(
     let conn = Conn::connect(&format!("{name}/observe"), &ready.target.observe, control_dir, 6).await?;
     let version = ready.agentsh_version.clone().unwrap_or_else(|| "none".into());
     let mode = Mode::of(ready).as_str();
-    let hist_dir = out.join("histograms").join(&plan.name);
-    std::fs::create_dir_all(&hist_dir)?;
+    let run_dir = RunDir::at(out);
+    let hist_dir = run_dir.workload_histograms_dir(&plan.name);
+    std::fs::create_dir_all(&hist_dir).with_context(|| format!("creating {}", hist_dir.display()))?;
 
     let mut totals: Vec<OpTotals> = plan.ops.iter().map(|o| OpTotals::new(name, &version, mode, &o.name)).collect();
     let index: BTreeMap<&str, usize> = plan.ops.iter().enumerate().map(|(i, o)| (o.name.as_str(), i)).collect();
@@ -156,12 +158,12 @@ async fn run_one(
                     );
                     logs = Some((
                         HlogWriter::create(
-                            &hist_dir.join(format!("{name}.response.hlog")),
+                            &run_dir.hlog(&plan.name, name, HlogKind::Response),
                             epoch_ms,
                             &format!("{comment} response time"),
                         )?,
                         HlogWriter::create(
-                            &hist_dir.join(format!("{name}.service.hlog")),
+                            &run_dir.hlog(&plan.name, name, HlogKind::Service),
                             epoch_ms,
                             &format!("{comment} service time"),
                         )?,

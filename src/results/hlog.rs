@@ -2,12 +2,18 @@
 //! hdr-plot and the Python `hdrhistogram` package read. The driver already sends each interval
 //! as base64 V2+DEFLATE (what Java's writer always produces), so lines are written as they come:
 //! a crash loses at most the interval in flight.
+//!
+//! Written by `workload::remote` as the driver reports, read back by [`read`] for `analyze`
+//! (`compare`) and `report::charts`: one writer and one reader, so the two cannot disagree on
+//! the format.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
 pub struct HlogWriter {
     out: BufWriter<File>,
@@ -50,10 +56,34 @@ impl HlogWriter {
     }
 }
 
+/// One interval of an hlog.
+pub struct HlogInterval {
+    /// `target/op` as written by `workload::remote`; None for an untagged line (other writers).
+    pub tag: Option<String>,
+    /// Seconds since the log's start (StartTime = BaseTime in what we write).
+    pub start_s: f64,
+    pub histogram: Histogram<u64>,
+}
+
+/// Every interval of an hlog, in file order; comments and headers are skipped.
+pub fn read(path: &Path) -> Result<Vec<HlogInterval>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        let LogEntry::Interval(i) = entry.map_err(|e| anyhow!("{}: {e:?}", path.display()))? else { continue };
+        out.push(HlogInterval {
+            tag: i.tag().map(|t| t.as_str().to_string()),
+            start_s: i.start_timestamp().as_secs_f64(),
+            histogram: crate::schema::decode_histogram(i.encoded_histogram())
+                .with_context(|| format!("{}: an interval's histogram", path.display()))?,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
     /// The crate's own reader parses what we write, tags and histograms included.
     #[test]
@@ -78,5 +108,10 @@ mod tests {
             }
         }
         assert_eq!(tags, ["t0/true", "t0/odd_name"]);
+        // And ours reads the same.
+        let ours = read(&path).unwrap();
+        assert_eq!(ours.iter().map(|i| i.tag.as_deref().unwrap_or("")).collect::<Vec<_>>(), tags);
+        assert_eq!(ours.iter().map(|i| i.start_s).collect::<Vec<_>>(), [1.0, 2.0]);
+        assert!(ours.iter().all(|i| i.histogram.len() == 2));
     }
 }

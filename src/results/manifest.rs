@@ -1,0 +1,254 @@
+//! The JSON manifests of a run: `run.json`, `suite.json`, `workload.json`. Typed both ways, so
+//! what is written and what is read back (tests, a later `compare`) is one definition; `.ci/run`
+//! reads `run.json`'s `targets[].status`, `agentsh_version`, `findings` and `suite.json`'s `tests`
+//! and `iterations` with Python, so those names are an interface.
+//!
+//! Written through [`super::RunDir::write_json`], which sorts object keys: the manifests used to
+//! be built with `serde_json::json!`, whose objects (serde_json without `preserve_order`) are
+//! sorted maps, and sorting keeps the files byte for byte what they were.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agentsh::Artifact;
+use crate::provision::Outcome;
+use crate::schema::{Finished, Plan};
+
+/// `run.json`: what was provisioned, from what, and how each target ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    pub run: String,
+    pub harness_version: String,
+    pub provider: crate::provider::ProviderKind,
+    pub vms: u32,
+    /// `--agentsh` as given.
+    pub agentsh_spec: String,
+    /// None with `--agentsh none`.
+    pub artifact: Option<Artifact>,
+    pub config_source: PathBuf,
+    pub policy_source: PathBuf,
+    pub seconds: RunSeconds,
+    pub targets: Vec<RunTarget>,
+}
+
+/// Wall time of the stages before the targets are used.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSeconds {
+    pub artifact: f64,
+    pub prepare: f64,
+    pub create_and_provision: f64,
+}
+
+/// One target of `run.json`, by how provisioning ended (`"status": "ready"` or `"failed"`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum RunTarget {
+    Ready {
+        name: String,
+        /// Read back from the target; null with `--agentsh none`.
+        agentsh_version: Option<String>,
+        seconds: f64,
+        /// (step, seconds) in the order they ran.
+        steps: Vec<(String, f64)>,
+        findings: Vec<Finding>,
+        /// How to reach the target by hand (`control::SshDest::hint`).
+        ssh: String,
+    },
+    Failed {
+        name: String,
+        step: String,
+        error: String,
+        findings: Vec<Finding>,
+    },
+}
+
+/// `provision::Finding` as recorded: a manifest of its own so that reading a run back does not
+/// depend on the provisioning types.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: String,
+    pub detail: String,
+}
+
+impl From<&crate::provision::Finding> for Finding {
+    fn from(f: &crate::provision::Finding) -> Finding {
+        Finding { kind: f.kind.clone(), detail: f.detail.clone() }
+    }
+}
+
+impl From<&Outcome> for RunTarget {
+    fn from(o: &Outcome) -> RunTarget {
+        match o {
+            Ok(r) => RunTarget::Ready {
+                name: r.target.name.clone(),
+                agentsh_version: r.agentsh_version.clone(),
+                seconds: r.seconds,
+                steps: r.steps.clone(),
+                findings: r.findings.iter().map(Finding::from).collect(),
+                ssh: r.target.ssh.hint(),
+            },
+            Err(f) => RunTarget::Failed {
+                name: f.name.clone(),
+                step: f.step.clone(),
+                error: f.error.clone(),
+                findings: f.findings.iter().map(Finding::from).collect(),
+            },
+        }
+    }
+}
+
+/// `suite.json`: what replaying the suite needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Suite {
+    /// Tests in the suite (`tests.csv` has tests × iterations × targets rows, plus one integrity
+    /// row per target).
+    pub tests: usize,
+    pub iterations: u32,
+    /// `--shuffle SEED`, null when the order was the file order.
+    pub shuffle: Option<u64>,
+    /// Tests not applicable on this provider, with why (`scenarios/environment.toml`).
+    pub environment_gaps: BTreeMap<String, String>,
+}
+
+/// `workload.json`: the plan as run and what each target's driver reported.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Workload {
+    pub plan: Plan,
+    /// Stopped by Ctrl-C: the figures cover the intervals received until then.
+    pub interrupted: bool,
+    pub targets: Vec<WorkloadTarget>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkloadTarget {
+    pub target: String,
+    pub partial: bool,
+    pub driver_rss_kb_first_minute: u64,
+    pub driver_rss_kb_last_minute: u64,
+    pub finished: Finished,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn plan() -> Plan {
+        crate::workload::load("exec-mix").unwrap()
+    }
+
+    /// What `commands::provision` built with `json!` before these types existed, for one ready and
+    /// one failed target: the typed manifest writes the same bytes.
+    #[test]
+    fn run_json_is_what_json_macro_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = super::super::RunDir::at(dir.path());
+        let artifact =
+            Some(Artifact { deb: "/c/agentsh_0.20.1.deb".into(), version: "0.20.1".into(), source: "release".into() });
+        let findings = vec![Finding { kind: "retry".into(), detail: "step x".into() }];
+        let typed = Run {
+            run: "r1".into(),
+            harness_version: "0.1.0".into(),
+            provider: crate::provider::ProviderKind::Local,
+            vms: 2,
+            agentsh_spec: "0.20.1".into(),
+            artifact: artifact.clone(),
+            config_source: "a/config.yaml".into(),
+            policy_source: "a/policies/default.yaml".into(),
+            seconds: RunSeconds { artifact: 1.5, prepare: 0.25, create_and_provision: 30.125 },
+            targets: vec![
+                RunTarget::Ready {
+                    name: "t-0".into(),
+                    agentsh_version: None,
+                    seconds: 12.5,
+                    steps: vec![("create".into(), 1.0), ("install".into(), 2.5)],
+                    findings: findings.clone(),
+                    ssh: "ssh -F x t-0".into(),
+                },
+                RunTarget::Failed {
+                    name: "t-1".into(),
+                    step: "install".into(),
+                    error: "boom".into(),
+                    findings: Vec::new(),
+                },
+            ],
+        };
+        let steps: Vec<(String, f64)> = vec![("create".into(), 1.0), ("install".into(), 2.5)];
+        let none: Option<String> = None;
+        let old = json!({
+            "run": "r1",
+            "harness_version": "0.1.0",
+            "provider": "local",
+            "vms": 2u32,
+            "agentsh_spec": "0.20.1",
+            "artifact": artifact,
+            "config_source": PathBuf::from("a/config.yaml"),
+            "policy_source": PathBuf::from("a/policies/default.yaml"),
+            "seconds": { "artifact": 1.5, "prepare": 0.25, "create_and_provision": 30.125 },
+            "targets": [
+                {"name": "t-0", "status": "ready", "agentsh_version": none, "seconds": 12.5, "steps": steps, "findings": [{"kind": "retry", "detail": "step x"}], "ssh": "ssh -F x t-0"},
+                {"name": "t-1", "status": "failed", "step": "install", "error": "boom", "findings": []},
+            ],
+        });
+        d.write_json(&d.run_json(), &typed).unwrap();
+        let written = std::fs::read(d.run_json()).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&written),
+            String::from_utf8_lossy(&serde_json::to_vec_pretty(&old).unwrap())
+        );
+        let back: Run = serde_json::from_slice(&written).unwrap();
+        assert!(
+            matches!(&back.targets[0], RunTarget::Ready { agentsh_version: None, findings, .. } if findings.len() == 1)
+        );
+        assert!(matches!(&back.targets[1], RunTarget::Failed { step, .. } if step == "install"));
+    }
+
+    #[test]
+    fn suite_and_workload_json_are_what_json_macro_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = super::super::RunDir::at(dir.path());
+        let gaps: BTreeMap<String, String> = [("48".to_string(), "no /dev/fuse".to_string())].into();
+        let suite = Suite { tests: 90, iterations: 3, shuffle: Some(7), environment_gaps: gaps.clone() };
+        d.write_json(&d.suite_json(), &suite).unwrap();
+        let old = json!({"tests": 90usize, "iterations": 3u32, "shuffle": Some(7u64), "environment_gaps": gaps});
+        assert_eq!(std::fs::read(d.suite_json()).unwrap(), serde_json::to_vec_pretty(&old).unwrap());
+        let back: Suite = serde_json::from_slice(&std::fs::read(d.suite_json()).unwrap()).unwrap();
+        assert_eq!((back.tests, back.iterations, back.shuffle), (90, 3, Some(7)));
+
+        let finished = Finished {
+            completed: 10,
+            measured_ms: 1000,
+            rss_kb_first: 5,
+            rss_kb_last: 6,
+            samples: [("echo".to_string(), vec!["wrong: x".to_string()])].into(),
+        };
+        let w = Workload {
+            plan: plan(),
+            interrupted: true,
+            targets: vec![WorkloadTarget {
+                target: "t-0".into(),
+                partial: true,
+                driver_rss_kb_first_minute: 5,
+                driver_rss_kb_last_minute: 6,
+                finished: finished.clone(),
+            }],
+        };
+        d.write_json(&d.workload_json(), &w).unwrap();
+        let per_target = vec![json!({
+            "target": "t-0",
+            "partial": true,
+            "driver_rss_kb_first_minute": 5u64,
+            "driver_rss_kb_last_minute": 6u64,
+            "finished": finished,
+        })];
+        let old = json!({"plan": plan(), "interrupted": true, "targets": per_target});
+        assert_eq!(
+            String::from_utf8_lossy(&std::fs::read(d.workload_json()).unwrap()),
+            String::from_utf8_lossy(&serde_json::to_vec_pretty(&old).unwrap())
+        );
+        let back: Workload = serde_json::from_slice(&std::fs::read(d.workload_json()).unwrap()).unwrap();
+        assert!(back.interrupted && back.targets[0].partial);
+    }
+}
