@@ -1,6 +1,7 @@
 //! Benchmarks of the harness itself, each printing ratios measured side by side in one run (these
 //! machines are noisy: a ratio from one run means more than an absolute figure from another day).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::config::TargetConfig;
 use crate::exit;
-use crate::provider::Engine;
+use crate::provider::{Engine, Provider};
 use crate::schema::{Load, Plan};
 use crate::workload::remote::{Launcher, TargetResult};
 
@@ -21,8 +22,26 @@ pub async fn provision(sizes: &[u32], agentsh: &str, engine: Engine, runs: u32) 
     }
     let mut base = TargetConfig::local(agentsh, engine)?;
     let provider = base.provider()?;
+    let once = one_time_costs(&base, provider.as_ref()).await?;
+    let scratch = tempfile::Builder::new().prefix("abench-bench").tempdir()?;
+    let mut rows = Vec::new();
+    for &size in sizes {
+        base.vms = size;
+        rows.push(provision_size(&base, provider.as_ref(), scratch.path(), runs).await?);
+    }
+    print_provision(&rows, runs, &once);
+    Ok(exit::OK)
+}
 
-    // One-time costs, measured apart.
+/// What every size would otherwise pay once, measured apart so that no wall time includes it.
+struct OneTime {
+    artifact: Option<crate::agentsh::Artifact>,
+    t_artifact: Duration,
+    t_image: Duration,
+}
+
+/// Obtains the agentsh artifact and the target image (checked or built) before any timing.
+async fn one_time_costs(base: &TargetConfig, provider: &dyn Provider) -> Result<OneTime> {
     let t0 = Instant::now();
     let spec = base.agentsh.clone();
     let artifact = tokio::task::spawn_blocking(move || crate::agentsh::resolve(&spec)).await??;
@@ -30,42 +49,64 @@ pub async fn provision(sizes: &[u32], agentsh: &str, engine: Engine, runs: u32) 
     let t0 = Instant::now();
     provider.prepare().await?;
     let t_image = t0.elapsed();
+    Ok(OneTime { artifact, t_artifact, t_image })
+}
 
-    let scratch = tempfile::Builder::new().prefix("abench-bench").tempdir()?;
-    let mut rows = Vec::new();
-    for &size in sizes {
-        base.vms = size;
-        let mut walls = Vec::new();
-        let mut findings = 0usize;
-        let mut peak_rss = 0u64;
-        for i in 0..runs {
-            let run = crate::provider::new_run_tag();
-            let rss = RssSampler::start();
-            let cpu0 = crate::procstat::machine_busy_seconds();
-            let t0 = Instant::now();
-            let result = crate::job::provision(&base, provider.as_ref(), &run, Some(&scratch.path().join(&run))).await;
-            let wall = t0.elapsed();
-            let cpu = cpu0.zip(crate::procstat::machine_busy_seconds()).map(|((a, cores), (b, _))| (b - a, cores));
-            peak_rss = peak_rss.max(rss.stop());
-            let destroyed = provider.destroy(Some(&run)).await;
-            let p = result?;
-            destroyed?;
-            let ready = crate::provision::ready_count(&p.outcomes);
-            anyhow::ensure!(ready == size as usize, "size {size} run {i}: only {ready} of {size} targets became ready");
-            // Readiness findings (a failed try, a wedge recovered) explain an outlier wall time.
-            findings += p.outcomes.iter().flatten().map(|r| r.findings.len()).sum::<usize>();
-            eprintln!("bench: {size} target(s), run {}: {:.2} s", i + 1, wall.as_secs_f64());
-            walls.push((wall, cpu));
-        }
-        walls.sort_by_key(|w| w.0);
-        let (wall, cpu) = walls[walls.len() / 2];
-        rows.push((size, wall, peak_rss, cpu, findings));
+/// One size's line of the provisioning table.
+struct ProvisionRow {
+    size: u32,
+    /// The median run's wall time, and the machine's busy CPU-seconds and cores during it.
+    wall: Duration,
+    cpu: Option<(f64, usize)>,
+    /// The controller's peak RSS over all the runs.
+    peak_rss: u64,
+    /// Readiness findings over all the runs.
+    findings: usize,
+}
+
+/// Provisions `base.vms` targets `runs` times, each run torn down before the next; every target
+/// must become ready, or the figure would not be a provisioning time.
+async fn provision_size(
+    base: &TargetConfig,
+    provider: &dyn Provider,
+    scratch: &Path,
+    runs: u32,
+) -> Result<ProvisionRow> {
+    let size = base.vms;
+    let mut walls = Vec::new();
+    let mut findings = 0usize;
+    let mut peak_rss = 0u64;
+    for i in 0..runs {
+        let run = crate::provider::new_run_tag();
+        let rss = RssSampler::start();
+        let cpu0 = crate::procstat::machine_busy_seconds();
+        let t0 = Instant::now();
+        let result = crate::job::provision(base, provider, &run, Some(&scratch.join(&run))).await;
+        let wall = t0.elapsed();
+        let cpu = cpu0.zip(crate::procstat::machine_busy_seconds()).map(|((a, cores), (b, _))| (b - a, cores));
+        peak_rss = peak_rss.max(rss.stop());
+        let destroyed = provider.destroy(Some(&run)).await;
+        let p = result?;
+        destroyed?;
+        let ready = crate::provision::ready_count(&p.outcomes);
+        anyhow::ensure!(ready == size as usize, "size {size} run {i}: only {ready} of {size} targets became ready");
+        // Readiness findings (a failed try, a wedge recovered) explain an outlier wall time.
+        findings += p.outcomes.iter().flatten().map(|r| r.findings.len()).sum::<usize>();
+        eprintln!("bench: {size} target(s), run {}: {:.2} s", i + 1, wall.as_secs_f64());
+        walls.push((wall, cpu));
     }
+    walls.sort_by_key(|w| w.0);
+    let (wall, cpu) = walls[walls.len() / 2];
+    Ok(ProvisionRow { size, wall, cpu, peak_rss, findings })
+}
 
-    let one = rows.iter().find(|r| r.0 == 1).map(|r| r.1);
+/// The provisioning table, the one-time costs, and whether 8 targets take at most twice as long
+/// as 1.
+fn print_provision(rows: &[ProvisionRow], runs: u32, once: &OneTime) {
+    let one = rows.iter().find(|r| r.size == 1).map(|r| r.wall);
     println!(
         "\nprovisioning wall time, local targets, agentsh {}, median of {runs}",
-        artifact.as_ref().map_or("none", |a| a.version.as_str())
+        once.artifact.as_ref().map_or("none", |a| a.version.as_str())
     );
     // CPU-s: the machine's busy time during the run (/proc/stat; targets' work included).
     // Efficiency = (CPU-s / cores) / wall: 1.0 when every core was busy all along.
@@ -73,7 +114,7 @@ pub async fn provision(sizes: &[u32], agentsh: &str, engine: Engine, runs: u32) 
         "{:>8} {:>10} {:>10} {:>8} {:>11} {:>12} {:>16} {:>9}",
         "targets", "wall s", "vs 1", "CPU-s", "efficiency", "CPU-s/target", "controller RSS", "findings"
     );
-    for (size, wall, rss, cpu, findings) in &rows {
+    for ProvisionRow { size, wall, cpu, peak_rss: rss, findings } in rows {
         let ratio = one.map_or("-".to_string(), |o| format!("{:.2}×", wall.as_secs_f64() / o.as_secs_f64()));
         let (cpu_s, eff, per) = match cpu {
             Some((c, cores)) => (
@@ -91,14 +132,13 @@ pub async fn provision(sizes: &[u32], agentsh: &str, engine: Engine, runs: u32) 
     }
     println!(
         "one-time: agentsh artifact {:.2} s, image check/build {:.2} s",
-        t_artifact.as_secs_f64(),
-        t_image.as_secs_f64()
+        once.t_artifact.as_secs_f64(),
+        once.t_image.as_secs_f64()
     );
-    if let (Some(one), Some(eight)) = (one, rows.iter().find(|r| r.0 == 8)) {
-        let ratio = eight.1.as_secs_f64() / one.as_secs_f64();
+    if let (Some(one), Some(eight)) = (one, rows.iter().find(|r| r.size == 8)) {
+        let ratio = eight.wall.as_secs_f64() / one.as_secs_f64();
         println!("target 8 ≤ 2 × 1: {:.2}× → {}", ratio, if ratio <= 2.0 { "met" } else { "NOT met" });
     }
-    Ok(exit::OK)
 }
 
 /// The suite's wall time on 1 and N targets, side by side in one run: each size provisioned
@@ -118,38 +158,72 @@ pub async fn suite(sizes: &[u32], agentsh: &str, engine: Engine, iterations: u32
     let mut rows = Vec::new();
     for &size in sizes {
         base.vms = size;
-        let run = crate::provider::new_run_tag();
-        let dir = scratch.path().join(&run);
-        let p = match crate::job::provision(&base, provider.as_ref(), &run, Some(&dir)).await {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = provider.destroy(Some(&run)).await;
-                return Err(e);
-            }
-        };
-        let ready = crate::provision::ready_count(&p.outcomes);
-        let cpu0 = crate::procstat::machine_busy_seconds();
-        let t0 = Instant::now();
-        let result = crate::job::run_suite(&p, &suite, &run, &stop).await;
-        let wall = t0.elapsed();
-        let cpu = cpu0.zip(crate::procstat::machine_busy_seconds()).map(|((a, cores), (b, _))| (b - a, cores));
-        let destroyed = provider.destroy(Some(&run)).await;
-        result?;
-        destroyed?;
-        anyhow::ensure!(ready == size as usize, "size {size}: only {ready} of {size} targets became ready");
-        // A wedge recovered (agentsh's FUSE deadlock, docs/findings.md) costs tens of seconds;
-        // counted so that an outlier is explained.
-        let wedges = std::fs::read_dir(dir.join("targets"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .flat_map(|t| std::fs::read_dir(t.path()).into_iter().flatten().flatten())
-            .filter(|f| f.file_name().to_string_lossy().starts_with("wedge-"))
-            .count();
-        eprintln!("bench: {size} target(s) × {iterations} iteration(s): {:.1} s", wall.as_secs_f64());
-        rows.push((size, wall, cpu, wedges));
+        rows.push(suite_on_size(&base, provider.as_ref(), &suite, &stop, scratch.path()).await?);
     }
-    let one = rows.iter().find(|r| r.0 == 1).map(|r| r.1);
+    print_suite(&rows, agentsh, &suite);
+    Ok(exit::OK)
+}
+
+/// One size's line of the suite table.
+struct SuiteRow {
+    size: u32,
+    wall: Duration,
+    /// The machine's busy CPU-seconds and cores while the suite ran.
+    cpu: Option<(f64, usize)>,
+    wedges: usize,
+}
+
+/// Provisions `base.vms` targets (not timed), runs the suite on them (timed), and tears them
+/// down whatever happened; every target must have been ready for the time to mean anything.
+async fn suite_on_size(
+    base: &TargetConfig,
+    provider: &dyn Provider,
+    suite: &crate::config::SuiteConfig,
+    stop: &crate::job::Stop,
+    scratch: &Path,
+) -> Result<SuiteRow> {
+    let size = base.vms;
+    let run = crate::provider::new_run_tag();
+    let dir = scratch.join(&run);
+    let p = match crate::job::provision(base, provider, &run, Some(&dir)).await {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = provider.destroy(Some(&run)).await;
+            return Err(e);
+        }
+    };
+    let ready = crate::provision::ready_count(&p.outcomes);
+    let cpu0 = crate::procstat::machine_busy_seconds();
+    let t0 = Instant::now();
+    let result = crate::job::run_suite(&p, suite, &run, stop).await;
+    let wall = t0.elapsed();
+    let cpu = cpu0.zip(crate::procstat::machine_busy_seconds()).map(|((a, cores), (b, _))| (b - a, cores));
+    let destroyed = provider.destroy(Some(&run)).await;
+    result?;
+    destroyed?;
+    anyhow::ensure!(ready == size as usize, "size {size}: only {ready} of {size} targets became ready");
+    let wedges = wedges_recovered(&dir);
+    eprintln!("bench: {size} target(s) × {} iteration(s): {:.1} s", suite.iterations, wall.as_secs_f64());
+    Ok(SuiteRow { size, wall, cpu, wedges })
+}
+
+/// A wedge recovered (agentsh's FUSE deadlock, docs/findings.md) costs tens of seconds;
+/// counted (the `wedge-*` files in the run's target directories) so that an outlier is explained.
+fn wedges_recovered(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("targets"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|t| std::fs::read_dir(t.path()).into_iter().flatten().flatten())
+        .filter(|f| f.file_name().to_string_lossy().starts_with("wedge-"))
+        .count()
+}
+
+/// The suite table, and whether one iteration on one target takes at most 10 s and N targets at
+/// most 1.5 times one.
+fn print_suite(rows: &[SuiteRow], agentsh: &str, suite: &crate::config::SuiteConfig) {
+    let iterations = suite.iterations;
+    let one = rows.iter().find(|r| r.size == 1).map(|r| r.wall);
     println!(
         "\nsuite wall time, local targets, agentsh {agentsh}, {iterations} iteration(s) of {} tests on every target",
         suite.suite.tests.len()
@@ -158,7 +232,7 @@ pub async fn suite(sizes: &[u32], agentsh: &str, engine: Engine, iterations: u32
         "{:>8} {:>9} {:>7} {:>14} {:>8} {:>14} {:>11} {:>7}",
         "targets", "wall s", "vs 1", "s/iteration", "CPU-s", "CPU floor s", "efficiency", "wedges"
     );
-    for (size, wall, cpu, wedges) in &rows {
+    for SuiteRow { size, wall, cpu, wedges } in rows {
         let w = wall.as_secs_f64();
         let ratio = one.map_or("-".to_string(), |o| format!("{:.2}×", w / o.as_secs_f64()));
         let (cpu_s, floor, eff) = match cpu {
@@ -175,12 +249,11 @@ pub async fn suite(sizes: &[u32], agentsh: &str, engine: Engine, iterations: u32
     if let Some(one) = one {
         let per = one.as_secs_f64() / f64::from(iterations);
         println!("1 iteration on 1 target ≤ 10 s: {per:.1} s → {}", if per <= 10.0 { "met" } else { "NOT met" });
-        for (size, wall, _, _) in rows.iter().filter(|r| r.0 > 1) {
+        for SuiteRow { size, wall, .. } in rows.iter().filter(|r| r.size > 1) {
             let ratio = wall.as_secs_f64() / one.as_secs_f64();
             println!("{size} targets ≤ 1.5 × 1 target: {ratio:.2}× → {}", if ratio <= 1.5 { "met" } else { "NOT met" });
         }
     }
-    Ok(exit::OK)
 }
 
 /// The driver's own figures on one local target without agentsh (they do not depend on it):
