@@ -253,6 +253,8 @@ impl OpInterval {
     }
 }
 
+/// The recorder's loop: counts each finished op into the open interval, closes intervals on
+/// their boundaries, and after the end waits for stragglers before writing the totals.
 fn record(
     plan: &Plan,
     t0: Instant,
@@ -262,23 +264,113 @@ fn record(
     out: &mut impl Write,
 ) -> Result<()> {
     let interval = Duration::from_millis(plan.interval_ms.max(1));
-    let late_after = Duration::from_micros(plan.late_after_us);
-    let mut cur: Vec<OpInterval> = plan.ops.iter().map(|_| OpInterval::new()).collect();
+    let mut rec = Recorder::new(plan, t0);
     let mut boundary = from + interval;
-    let mut finished = Finished::default();
-    let mut samples: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    loop {
+        // Past the end, only stragglers remain: wait for them without spinning.
+        let deadline = if boundary <= end { boundary } else { Instant::now() + Duration::from_millis(100) };
+        let msg = rx.recv_deadline(deadline);
+        let now = Instant::now();
+        match msg {
+            Ok(d) => {
+                // An op is reported in the interval in which it completes (as HdrHistogram's
+                // interval recorders do), and only if it was meant to start in the measured window.
+                if d.intended >= from && d.intended < end {
+                    rec.add(d);
+                }
+            }
+            Err(chan::RecvTimeoutError::Disconnected) => {
+                // Everything is in: close the last interval if anything landed in it (a partial
+                // one, or the stragglers that finished after the end).
+                let start = boundary - interval;
+                if rec.cur.iter().any(|c| c.count > 0) {
+                    let len = now.saturating_duration_since(start).max(Duration::from_millis(1));
+                    rec.flush(start, len, out)?;
+                }
+                break;
+            }
+            Err(chan::RecvTimeoutError::Timeout) => {}
+        }
+        while Instant::now() >= boundary && boundary <= end {
+            rec.flush(boundary - interval, interval, out)?;
+            boundary += interval;
+        }
+    }
+    let mut finished = rec.finished;
+    finished.measured_ms = plan.duration_ms;
+    finished.samples = rec.samples;
+    emit(out, &Record::Finished(finished))
+}
 
-    let flush = |cur: &mut Vec<OpInterval>,
-                 start: Instant,
-                 len: Duration,
-                 out: &mut dyn Write,
-                 fin: &mut Finished|
-     -> Result<()> {
+/// What the recorder keeps between boundaries: only the open interval per op (so memory stays
+/// flat however long the run), the run's totals, and a few failure messages per op.
+struct Recorder<'a> {
+    plan: &'a Plan,
+    t0: Instant,
+    late_after: Duration,
+    cur: Vec<OpInterval>,
+    finished: Finished,
+    samples: BTreeMap<String, Vec<String>>,
+}
+
+impl<'a> Recorder<'a> {
+    fn new(plan: &'a Plan, t0: Instant) -> Recorder<'a> {
+        Recorder {
+            plan,
+            t0,
+            late_after: Duration::from_micros(plan.late_after_us),
+            cur: plan.ops.iter().map(|_| OpInterval::new()).collect(),
+            finished: Finished::default(),
+            samples: BTreeMap::new(),
+        }
+    }
+
+    /// Counts one measured op into its open interval: its response time (from the intended
+    /// start) and service time (from the actual start), whether it started late, how it failed.
+    fn add(&mut self, d: Done) {
+        self.finished.completed += 1;
+        let st = &mut self.cur[d.op];
+        st.count += 1;
+        let resp = (d.ended - d.intended).as_micros().max(1) as u64;
+        let svc = (d.ended - d.started).as_micros().max(1) as u64;
+        let _ = st.response.record(resp);
+        let _ = st.service.record(svc);
+        if d.started.saturating_duration_since(d.intended) > self.late_after {
+            st.late += 1;
+        }
+        let sample = match d.outcome {
+            ops::Outcome::Ok => None,
+            ops::Outcome::Wrong(why) => {
+                st.wrong += 1;
+                Some(format!("wrong: {why}"))
+            }
+            ops::Outcome::Error { kind, detail } => {
+                *st.errors.entry(kind.to_string()).or_default() += 1;
+                Some(format!("{kind}: {detail}"))
+            }
+        };
+        if let Some(s) = sample {
+            self.keep_sample(d.op, s);
+        }
+    }
+
+    /// Keeps the first five failure messages per op: enough to say what went wrong, without the
+    /// totals growing with the number of failures.
+    fn keep_sample(&mut self, op: usize, s: String) {
+        let v = self.samples.entry(self.plan.ops[op].name.clone()).or_default();
+        if v.len() < 5 {
+            v.push(s);
+        }
+    }
+
+    /// Writes the open interval of every op (with the driver's own RSS, to show it stays flat)
+    /// as one record each, then starts new ones.
+    fn flush(&mut self, start: Instant, len: Duration, out: &mut impl Write) -> Result<()> {
         let rss = crate::procstat::current_rss() / 1024;
-        for (spec, st) in plan.ops.iter().zip(cur.iter_mut()) {
+        for (spec, st) in self.plan.ops.iter().zip(self.cur.iter_mut()) {
             let r = Record::Interval(Interval {
                 op: spec.name.clone(),
-                start_ms: (start - t0).as_millis() as u64,
+                start_ms: (start - self.t0).as_millis() as u64,
                 length_ms: len.as_millis() as u64,
                 count: st.count,
                 wrong: st.wrong,
@@ -293,72 +385,12 @@ fn record(
             *st = OpInterval::new();
         }
         out.flush()?;
-        if fin.rss_kb_first == 0 {
-            fin.rss_kb_first = rss;
+        if self.finished.rss_kb_first == 0 {
+            self.finished.rss_kb_first = rss;
         }
-        fin.rss_kb_last = rss;
+        self.finished.rss_kb_last = rss;
         Ok(())
-    };
-
-    loop {
-        // Past the end, only stragglers remain: wait for them without spinning.
-        let deadline = if boundary <= end { boundary } else { Instant::now() + Duration::from_millis(100) };
-        let msg = rx.recv_deadline(deadline);
-        let now = Instant::now();
-        match msg {
-            Ok(d) => {
-                // An op is reported in the interval in which it completes (as HdrHistogram's
-                // interval recorders do), and only if it was meant to start in the measured window.
-                if d.intended >= from && d.intended < end {
-                    finished.completed += 1;
-                    let st = &mut cur[d.op];
-                    st.count += 1;
-                    let resp = (d.ended - d.intended).as_micros().max(1) as u64;
-                    let svc = (d.ended - d.started).as_micros().max(1) as u64;
-                    let _ = st.response.record(resp);
-                    let _ = st.service.record(svc);
-                    if d.started.saturating_duration_since(d.intended) > late_after {
-                        st.late += 1;
-                    }
-                    let sample = match d.outcome {
-                        ops::Outcome::Ok => None,
-                        ops::Outcome::Wrong(why) => {
-                            st.wrong += 1;
-                            Some(format!("wrong: {why}"))
-                        }
-                        ops::Outcome::Error { kind, detail } => {
-                            *st.errors.entry(kind.to_string()).or_default() += 1;
-                            Some(format!("{kind}: {detail}"))
-                        }
-                    };
-                    if let Some(s) = sample {
-                        let v = samples.entry(plan.ops[d.op].name.clone()).or_default();
-                        if v.len() < 5 {
-                            v.push(s);
-                        }
-                    }
-                }
-            }
-            Err(chan::RecvTimeoutError::Disconnected) => {
-                // Everything is in: close the last interval if anything landed in it (a partial
-                // one, or the stragglers that finished after the end).
-                let start = boundary - interval;
-                if cur.iter().any(|c| c.count > 0) {
-                    let len = now.saturating_duration_since(start).max(Duration::from_millis(1));
-                    flush(&mut cur, start, len, out, &mut finished)?;
-                }
-                break;
-            }
-            Err(chan::RecvTimeoutError::Timeout) => {}
-        }
-        while Instant::now() >= boundary && boundary <= end {
-            flush(&mut cur, boundary - interval, interval, out, &mut finished)?;
-            boundary += interval;
-        }
     }
-    finished.measured_ms = plan.duration_ms;
-    finished.samples = samples;
-    emit(out, &Record::Finished(finished))
 }
 
 #[cfg(test)]

@@ -223,6 +223,19 @@ pub fn load(dir: &Path) -> Result<Suite> {
 
 /// The rules every record obeys; each one exists so that a verdict can be trusted.
 fn validate(t: &Test) -> std::result::Result<(), String> {
+    check_channel(t)?;
+    let v = t.violated.as_ref().map_or(0, Violation::count);
+    if v > 1 {
+        return Err("violated takes exactly one condition".into());
+    }
+    check_expectation(t, v)?;
+    check_violation_support(t)?;
+    check_names(t)
+}
+
+/// What a test runs is in the form its channel takes: argv (and env, cwd) for the API, a shell
+/// command line for the others.
+fn check_channel(t: &Test) -> std::result::Result<(), String> {
     match (t.channel, &t.command, &t.argv) {
         (Channel::Api, None, Some(argv)) if !argv.is_empty() && !argv[0].is_empty() => {}
         (Channel::Api, _, _) => return Err("an api test takes argv (a program and its arguments), not command".into()),
@@ -232,28 +245,14 @@ fn validate(t: &Test) -> std::result::Result<(), String> {
     if t.channel != Channel::Api && (!t.env.is_empty() || t.cwd.is_some()) {
         return Err("env and cwd go with the api channel".into());
     }
-    let v = t.violated.as_ref().map_or(0, Violation::count);
-    if v > 1 {
-        return Err("violated takes exactly one condition".into());
-    }
+    Ok(())
+}
+
+/// Each kind of expectation carries the evidence its verdict needs ([`verdict::judge`]), and
+/// only enforced and decides tests name rules. `v` is how many violation conditions it has.
+fn check_expectation(t: &Test, v: usize) -> std::result::Result<(), String> {
     match t.expect {
-        Expect::Enforced => {
-            if t.accepted_rules().is_empty() {
-                return Err("an enforced test names the rule that must decide it (rule or rules)".into());
-            }
-            if t.how.is_none() {
-                return Err("an enforced test says how the enforcement shows (how = precheck | runtime | file)".into());
-            }
-            if v == 0 {
-                return Err(
-                    "an enforced test says what would show the protection failed (violated), or it could never fail"
-                        .into(),
-                );
-            }
-            if t.control.is_none() && t.no_control.is_none() {
-                return Err("an enforced test has a positive control (control: the action works ungoverned) or says why not (no_control)".into());
-            }
-        }
+        Expect::Enforced => check_enforced(t, v)?,
         Expect::Allowed => {
             if t.output.as_deref().is_none_or(str::is_empty) {
                 return Err("an allowed test asserts its output, not only the exit code".into());
@@ -281,6 +280,32 @@ fn validate(t: &Test) -> std::result::Result<(), String> {
     {
         return Err("rule and how go with expect = \"enforced\"".into());
     }
+    Ok(())
+}
+
+/// An enforced test can be held (a rule to name, how it shows), can fail (a violation to look
+/// for), and has a control so that a refusal is not mistaken for a broken action.
+fn check_enforced(t: &Test, v: usize) -> std::result::Result<(), String> {
+    if t.accepted_rules().is_empty() {
+        return Err("an enforced test names the rule that must decide it (rule or rules)".into());
+    }
+    if t.how.is_none() {
+        return Err("an enforced test says how the enforcement shows (how = precheck | runtime | file)".into());
+    }
+    if v == 0 {
+        return Err(
+            "an enforced test says what would show the protection failed (violated), or it could never fail".into()
+        );
+    }
+    if t.control.is_none() && t.no_control.is_none() {
+        return Err("an enforced test has a positive control (control: the action works ungoverned) or says why not (no_control)".into());
+    }
+    Ok(())
+}
+
+/// A violation check that needs help to mean something: a fixture shown to answer, a file
+/// removed afterwards so that the next run does not see it.
+fn check_violation_support(t: &Test) -> std::result::Result<(), String> {
     if let Some(viol) = &t.violated {
         if viol.fixture_hit.is_some() && t.control.is_none() {
             return Err("a fixture_hit test has a positive control (control) showing the fixture answers".into());
@@ -289,6 +314,12 @@ fn validate(t: &Test) -> std::result::Result<(), String> {
             return Err("a test that may leave a file behind removes it (cleanup)".into());
         }
     }
+    Ok(())
+}
+
+/// The needs and placeholders a test names are ones the runner knows ([`FEATURES`],
+/// [`PLACEHOLDERS`]): a typo would otherwise skip the test or run it with the text unfilled.
+fn check_names(t: &Test) -> std::result::Result<(), String> {
     for need in &t.needs {
         if !FEATURES.contains(&need.as_str()) {
             return Err(format!("unknown need {need:?} (known: {})", FEATURES.join(", ")));

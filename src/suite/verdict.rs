@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::records::Record;
-use super::{Expect, How, Test, fill};
+use super::{Expect, How, Test, Violation, fill};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -74,170 +74,213 @@ fn excerpt(s: &str) -> String {
     e
 }
 
+/// The verdict on one execution: settled early when the test cannot or need not be judged, then
+/// by the forbidden thing if it was seen, else by the evidence its kind of expectation needs.
 pub fn judge(
     t: &Test,
     o: &Observed,
     values: &BTreeMap<&str, String>,
     gaps: &BTreeMap<String, String>,
 ) -> (Verdict, String) {
-    if let Some((need, why)) = t.needs.iter().find_map(|n| gaps.get(n).map(|w| (n, w))) {
-        return (Verdict::SkippedEnv, format!("needs {need}: {why}"));
+    if let Some(settled) = settled_before_evidence(t, o, gaps) {
+        return settled;
     }
-    if t.expect == Expect::Informational {
-        return (Verdict::Informational, t.note.clone().unwrap_or_default());
-    }
-    if o.control_ok == Some(false) {
-        return (Verdict::Inconclusive, "the positive control failed: the action does not work even ungoverned".into());
-    }
-    let f = |s: &str| fill(s, values);
-
     // The forbidden thing first: if it happened, nothing else matters.
-    if let Some(v) = &t.violated {
-        let seen = if let Some(line) = &v.stdout_line {
-            let line = f(line);
-            o.stdout.lines().any(|l| l.trim() == line).then(|| format!("stdout has the line {line:?}"))
-        } else if let Some(s) = &v.stdout_contains {
-            let s = f(s);
-            o.stdout.contains(&s).then(|| format!("stdout contains {s:?}"))
-        } else if let Some(s) = &v.stderr_contains {
-            let s = f(s);
-            o.stderr.contains(&s).then(|| format!("stderr contains {s:?}"))
-        } else if v.exit_zero == Some(true) {
-            (o.exit == Some(0)).then(|| "it exited 0".to_string())
-        } else if v.record_allows == Some(true) {
-            o.records
-                .iter()
-                .find(|r| r.is_network() && r.effective == "allow")
-                .map(|r| format!("agentsh recorded that it let it through: {}", r.summary()))
-        } else {
-            match o.target_check {
-                Some(true) => Some(match (&v.file_exists, &v.path_missing, &v.fixture_hit) {
-                    (Some(p), _, _) => format!("{} exists", f(p)),
-                    (_, Some(p), _) => format!("{} is gone", f(p)),
-                    _ => format!("the request reached its fixture: {}", o.target_detail.trim()),
-                }),
-                Some(false) => None,
-                None => return (Verdict::Inconclusive, "the violation check on the target did not run".into()),
-            }
-        };
-        if let Some(what) = seen {
-            return (Verdict::Violated, what);
-        }
+    if let Some(found) = t.violated.as_ref().and_then(|v| violation_seen(v, o, values)) {
+        return found;
     }
-
     let mut named = o.rules.clone();
     named.extend(rules_in(&o.stderr));
     let exit = o.exit.map_or("none".to_string(), |c| c.to_string());
     match t.expect {
-        Expect::Enforced => {
-            let accepted = t.accepted_rules();
-            // The rule named in agentsh's answer, else in its event store (v0.16.9 names no rule
-            // for a child exec it refuses under ptrace, nor for a seccomp file denial).
-            let from_answer = named.iter().find(|r| accepted.contains(&r.as_str())).map(|r| (r.clone(), String::new()));
-            let from_record = || {
-                o.records
-                    .iter()
-                    .find(|r| r.denies() && accepted.contains(&r.rule.as_str()))
-                    .map(|r| (r.rule.clone(), format!(" (agentsh's record: {})", r.summary())))
-            };
-            if let Some((r, source)) = from_answer.or_else(from_record) {
-                // A precheck deny exits 126. A file rule on the binary (v0.16.9's
-                // block-dangerous-binaries on /usr/bin/su) hides it instead: the shell exits 127,
-                // and then agentsh's record is what proves the decision.
-                let hidden = !source.is_empty() && matches!(o.exit, Some(c) if c != 0);
-                match t.how {
-                    Some(How::Precheck) if o.exit != Some(126) && !hidden => (
-                        Verdict::Inconclusive,
-                        format!("rule {r} named{source} but exit {exit}, a precheck deny exits 126"),
-                    ),
-                    _ => (Verdict::Held, format!("rule {r}{source}, exit {exit}")),
-                }
-            } else if let Some(other) = named.first() {
-                (Verdict::Inconclusive, format!("decided by rule {other}, expected {}", accepted.join(" or ")))
-            } else if let Some(r) = o.records.iter().find(|r| r.denies()) {
-                (
-                    Verdict::Inconclusive,
-                    format!(
-                        "agentsh recorded a denial by another rule ({}), expected {}",
-                        r.summary(),
-                        accepted.join(" or ")
-                    ),
-                )
-            } else if t.how == Some(How::File) && o.exit != Some(0) && o.stderr.contains("Permission denied") {
-                // Landlock refuses with EACCES and reports no event (agentsh-facts.md); the
-                // violation check above has shown the file is not there.
-                (Verdict::Held, format!("EACCES with no rule event (Landlock), exit {exit}"))
-            } else {
-                (Verdict::Inconclusive, format!("no decision shown: exit {exit}; stderr: {}", excerpt(&o.stderr)))
-            }
-        }
-        Expect::Allowed | Expect::Present => {
-            let want = t.output.as_deref().map(f).unwrap_or_default();
-            // A placeholder that came out empty (no session mount, no proxy) would make every
-            // output "contain" it: a held verdict must never rest on an empty expectation.
-            if t.output.as_deref().is_some_and(|o| !o.trim().is_empty()) && want.trim().is_empty() {
-                return (
-                    Verdict::Inconclusive,
-                    format!(
-                        "the expected output {:?} is empty on this target",
-                        t.output.as_deref().unwrap_or_default()
-                    ),
-                );
-            }
-            let json_ok = t.json.as_ref().map(|j| json_at(&o.stdout, &j.path) == toml_to_json(&j.equals));
-            let ok = o.exit == Some(0) && o.stdout.contains(&want) && json_ok != Some(false);
-            if ok {
-                match &t.json {
-                    Some(j) => (
-                        Verdict::Held,
-                        format!(
-                            "exit 0, {} = {}",
-                            j.path,
-                            json_at(&o.stdout, &j.path).map_or("?".into(), |v| v.to_string())
-                        ),
-                    ),
-                    None => (Verdict::Held, format!("exit 0, output has {want:?}")),
-                }
-            } else if let Some(r) = named.first() {
-                (Verdict::Violated, format!("refused by rule {r} (exit {exit})"))
-            } else if let (Some(r), true) = (o.records.iter().find(|r| r.denies()), o.exit != Some(0)) {
-                (Verdict::Violated, format!("refused: agentsh recorded {} (exit {exit})", r.summary()))
-            } else if t.expect == Expect::Present && o.exit.is_some() {
-                let got = match &t.json {
-                    Some(j) => format!("{} = {:?}", j.path, json_at(&o.stdout, &j.path)),
-                    None => excerpt(&o.stdout),
-                };
-                (Verdict::Violated, format!("not present: exit {exit}, {got}"))
-            } else {
-                (
-                    Verdict::Inconclusive,
-                    format!(
-                        "exit {exit}, expected output {want:?}; stdout: {}; stderr: {}",
-                        excerpt(&o.stdout),
-                        excerpt(&o.stderr)
-                    ),
-                )
-            }
-        }
-        Expect::Decides => {
-            let Some(d) = &t.decision else { return (Verdict::Inconclusive, "no decision to compare".into()) };
-            let eff = json_at(&o.stdout, "decision");
-            let raw = json_at(&o.stdout, "policy_decision");
-            let rule = json_at(&o.stdout, "rule");
-            let s = |v: &Option<serde_json::Value>| v.as_ref().and_then(|v| v.as_str().map(String::from));
-            let matches = d.effective.as_ref().is_none_or(|e| s(&eff).as_ref() == Some(e))
-                && d.raw.as_ref().is_none_or(|r| s(&raw).as_ref() == Some(r))
-                && s(&rule).as_deref() == Some(d.rule.as_str());
-            let got = format!("decision {:?}, policy_decision {:?}, rule {:?}", s(&eff), s(&raw), s(&rule));
-            if matches {
-                (Verdict::Held, got)
-            } else if d.effective.as_deref() == Some("deny") && s(&eff).as_deref() == Some("allow") {
-                (Verdict::Violated, format!("allowed where the policy denies: {got}"))
-            } else {
-                (Verdict::Inconclusive, got)
-            }
-        }
+        Expect::Enforced => judge_enforced(t, o, &named, &exit),
+        Expect::Allowed | Expect::Present => judge_output(t, o, &named, &exit, values),
+        Expect::Decides => judge_decision(t, o),
         Expect::Informational => unreachable!("handled above"),
+    }
+}
+
+/// Verdicts that need no evidence: a missing prerequisite, a test that only informs, or a failed
+/// positive control (a refusal proves nothing when the action fails even ungoverned).
+fn settled_before_evidence(t: &Test, o: &Observed, gaps: &BTreeMap<String, String>) -> Option<(Verdict, String)> {
+    if let Some((need, why)) = t.needs.iter().find_map(|n| gaps.get(n).map(|w| (n, w))) {
+        return Some((Verdict::SkippedEnv, format!("needs {need}: {why}")));
+    }
+    if t.expect == Expect::Informational {
+        return Some((Verdict::Informational, t.note.clone().unwrap_or_default()));
+    }
+    if o.control_ok == Some(false) {
+        return Some((
+            Verdict::Inconclusive,
+            "the positive control failed: the action does not work even ungoverned".into(),
+        ));
+    }
+    None
+}
+
+/// `violated` when the forbidden thing was seen, `inconclusive` when the target check that would
+/// show it did not run, `None` when it was looked for and not seen.
+fn violation_seen(v: &Violation, o: &Observed, values: &BTreeMap<&str, String>) -> Option<(Verdict, String)> {
+    let f = |s: &str| fill(s, values);
+    let seen = if let Some(line) = &v.stdout_line {
+        let line = f(line);
+        o.stdout.lines().any(|l| l.trim() == line).then(|| format!("stdout has the line {line:?}"))
+    } else if let Some(s) = &v.stdout_contains {
+        let s = f(s);
+        o.stdout.contains(&s).then(|| format!("stdout contains {s:?}"))
+    } else if let Some(s) = &v.stderr_contains {
+        let s = f(s);
+        o.stderr.contains(&s).then(|| format!("stderr contains {s:?}"))
+    } else if v.exit_zero == Some(true) {
+        (o.exit == Some(0)).then(|| "it exited 0".to_string())
+    } else if v.record_allows == Some(true) {
+        o.records
+            .iter()
+            .find(|r| r.is_network() && r.effective == "allow")
+            .map(|r| format!("agentsh recorded that it let it through: {}", r.summary()))
+    } else {
+        match o.target_check {
+            Some(true) => Some(match (&v.file_exists, &v.path_missing, &v.fixture_hit) {
+                (Some(p), _, _) => format!("{} exists", f(p)),
+                (_, Some(p), _) => format!("{} is gone", f(p)),
+                _ => format!("the request reached its fixture: {}", o.target_detail.trim()),
+            }),
+            Some(false) => None,
+            None => return Some((Verdict::Inconclusive, "the violation check on the target did not run".into())),
+        }
+    };
+    seen.map(|what| (Verdict::Violated, what))
+}
+
+/// `enforced`: held only when an accepted rule is shown deciding (and, for a precheck, the
+/// exit says it was refused before it ran); otherwise say what was seen instead.
+fn judge_enforced(t: &Test, o: &Observed, named: &[String], exit: &str) -> (Verdict, String) {
+    let accepted = t.accepted_rules();
+    let Some((r, source)) = accepted_rule_shown(o, named, &accepted) else {
+        return not_shown_enforced(t, o, named, exit, &accepted);
+    };
+    // A precheck deny exits 126. A file rule on the binary (v0.16.9's
+    // block-dangerous-binaries on /usr/bin/su) hides it instead: the shell exits 127,
+    // and then agentsh's record is what proves the decision.
+    let hidden = !source.is_empty() && matches!(o.exit, Some(c) if c != 0);
+    match t.how {
+        Some(How::Precheck) if o.exit != Some(126) && !hidden => {
+            (Verdict::Inconclusive, format!("rule {r} named{source} but exit {exit}, a precheck deny exits 126"))
+        }
+        _ => (Verdict::Held, format!("rule {r}{source}, exit {exit}")),
+    }
+}
+
+/// The accepted rule that decided, with where it was seen: the rule named in agentsh's answer,
+/// else in its event store (v0.16.9 names no rule for a child exec it refuses under ptrace, nor
+/// for a seccomp file denial). The second part is empty when the answer named it.
+fn accepted_rule_shown(o: &Observed, named: &[String], accepted: &[&str]) -> Option<(String, String)> {
+    let from_answer = named.iter().find(|r| accepted.contains(&r.as_str())).map(|r| (r.clone(), String::new()));
+    let from_record = || {
+        o.records
+            .iter()
+            .find(|r| r.denies() && accepted.contains(&r.rule.as_str()))
+            .map(|r| (r.rule.clone(), format!(" (agentsh's record: {})", r.summary())))
+    };
+    from_answer.or_else(from_record)
+}
+
+/// `enforced` with no accepted rule shown: another rule decided, or Landlock refused (which
+/// names no rule), or nothing shows a decision at all.
+fn not_shown_enforced(t: &Test, o: &Observed, named: &[String], exit: &str, accepted: &[&str]) -> (Verdict, String) {
+    if let Some(other) = named.first() {
+        (Verdict::Inconclusive, format!("decided by rule {other}, expected {}", accepted.join(" or ")))
+    } else if let Some(r) = o.records.iter().find(|r| r.denies()) {
+        (
+            Verdict::Inconclusive,
+            format!("agentsh recorded a denial by another rule ({}), expected {}", r.summary(), accepted.join(" or ")),
+        )
+    } else if t.how == Some(How::File) && o.exit != Some(0) && o.stderr.contains("Permission denied") {
+        // Landlock refuses with EACCES and reports no event (agentsh-facts.md); the
+        // violation check above has shown the file is not there.
+        (Verdict::Held, format!("EACCES with no rule event (Landlock), exit {exit}"))
+    } else {
+        (Verdict::Inconclusive, format!("no decision shown: exit {exit}; stderr: {}", excerpt(&o.stderr)))
+    }
+}
+
+/// `allowed` and `present`: held when it exited 0 with the expected output (and JSON value);
+/// otherwise whether it was refused, absent, or unclear.
+fn judge_output(
+    t: &Test,
+    o: &Observed,
+    named: &[String],
+    exit: &str,
+    values: &BTreeMap<&str, String>,
+) -> (Verdict, String) {
+    let want = t.output.as_deref().map(|s| fill(s, values)).unwrap_or_default();
+    // A placeholder that came out empty (no session mount, no proxy) would make every
+    // output "contain" it: a held verdict must never rest on an empty expectation.
+    if t.output.as_deref().is_some_and(|o| !o.trim().is_empty()) && want.trim().is_empty() {
+        return (
+            Verdict::Inconclusive,
+            format!("the expected output {:?} is empty on this target", t.output.as_deref().unwrap_or_default()),
+        );
+    }
+    let json_ok = t.json.as_ref().map(|j| json_at(&o.stdout, &j.path) == toml_to_json(&j.equals));
+    let ok = o.exit == Some(0) && o.stdout.contains(&want) && json_ok != Some(false);
+    if ok { held_output(t, o, &want) } else { output_missing(t, o, named, exit, &want) }
+}
+
+/// The held verdict for `allowed`/`present`, quoting the JSON value checked or the output found.
+fn held_output(t: &Test, o: &Observed, want: &str) -> (Verdict, String) {
+    match &t.json {
+        Some(j) => (
+            Verdict::Held,
+            format!("exit 0, {} = {}", j.path, json_at(&o.stdout, &j.path).map_or("?".into(), |v| v.to_string())),
+        ),
+        None => (Verdict::Held, format!("exit 0, output has {want:?}")),
+    }
+}
+
+/// Why the expected output did not come: refused by a named or recorded rule (a violation of an
+/// allowance), not present where it must be, or nothing to tell (inconclusive).
+fn output_missing(t: &Test, o: &Observed, named: &[String], exit: &str, want: &str) -> (Verdict, String) {
+    if let Some(r) = named.first() {
+        (Verdict::Violated, format!("refused by rule {r} (exit {exit})"))
+    } else if let (Some(r), true) = (o.records.iter().find(|r| r.denies()), o.exit != Some(0)) {
+        (Verdict::Violated, format!("refused: agentsh recorded {} (exit {exit})", r.summary()))
+    } else if t.expect == Expect::Present && o.exit.is_some() {
+        let got = match &t.json {
+            Some(j) => format!("{} = {:?}", j.path, json_at(&o.stdout, &j.path)),
+            None => excerpt(&o.stdout),
+        };
+        (Verdict::Violated, format!("not present: exit {exit}, {got}"))
+    } else {
+        (
+            Verdict::Inconclusive,
+            format!(
+                "exit {exit}, expected output {want:?}; stdout: {}; stderr: {}",
+                excerpt(&o.stdout),
+                excerpt(&o.stderr)
+            ),
+        )
+    }
+}
+
+/// `decides`: the decision agentsh printed compared with the one expected; allowing what the
+/// policy denies is a violation, any other mismatch is inconclusive.
+fn judge_decision(t: &Test, o: &Observed) -> (Verdict, String) {
+    let Some(d) = &t.decision else { return (Verdict::Inconclusive, "no decision to compare".into()) };
+    let eff = json_at(&o.stdout, "decision");
+    let raw = json_at(&o.stdout, "policy_decision");
+    let rule = json_at(&o.stdout, "rule");
+    let s = |v: &Option<serde_json::Value>| v.as_ref().and_then(|v| v.as_str().map(String::from));
+    let matches = d.effective.as_ref().is_none_or(|e| s(&eff).as_ref() == Some(e))
+        && d.raw.as_ref().is_none_or(|r| s(&raw).as_ref() == Some(r))
+        && s(&rule).as_deref() == Some(d.rule.as_str());
+    let got = format!("decision {:?}, policy_decision {:?}, rule {:?}", s(&eff), s(&raw), s(&rule));
+    if matches {
+        (Verdict::Held, got)
+    } else if d.effective.as_deref() == Some("deny") && s(&eff).as_deref() == Some("allow") {
+        (Verdict::Violated, format!("allowed where the policy denies: {got}"))
+    } else {
+        (Verdict::Inconclusive, got)
     }
 }
 

@@ -92,87 +92,14 @@ pub fn load(name: &str) -> Result<Plan> {
     parse(&text, &path)
 }
 
+/// A workload file's text as a [`Plan`], or a usage error that names the file and the line.
 pub fn parse(text: &str, path: &Path) -> Result<Plan> {
     // toml's own errors already say "line L, column C".
     let f: File = toml::from_str(text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    let at = |span: std::ops::Range<usize>, msg: String| {
-        usage(format!("{}:{}: {msg}", path.display(), crate::text::line_of(text, span.start)))
-    };
-    let dur = |what: &str, s: &str| -> Result<u64> {
-        humantime::parse_duration(s)
-            .map(|d| d.as_millis() as u64)
-            .map_err(|e| usage(format!("{}: {what} = {s:?}: {e}", path.display())))
-    };
-
-    let l = f.load.get_ref();
-    let load = match (l.rate, l.concurrency) {
-        (Some(rate), None) if rate > 0.0 && rate <= 1_000_000.0 => {
-            Load::Rate { ops_per_s: rate, workers: l.workers.unwrap_or(16) }
-        }
-        (None, Some(c)) if c > 0 => Load::Concurrency { workers: c },
-        _ => {
-            return Err(at(
-                f.load.span(),
-                "[load] needs exactly one of rate (0 < ops/s <= 1e6) or concurrency (> 0)".into(),
-            ));
-        }
-    };
-    if load.workers() == 0 || load.workers() > 1024 {
-        return Err(at(f.load.span(), "[load] workers must be 1..=1024".into()));
-    }
-
-    if f.op.is_empty() {
-        return Err(usage(format!("{}: no [[op]]", path.display())));
-    }
-    let mut ops = Vec::new();
-    for spanned in &f.op {
-        let o = spanned.get_ref();
-        let err = |msg: String| at(spanned.span(), format!("op {:?}: {msg}", o.name));
-        if o.weight == 0 {
-            return Err(err("weight must be at least 1".into()));
-        }
-        if ops.iter().any(|p: &OpSpec| p.name == o.name) {
-            return Err(err("name used twice".into()));
-        }
-        if o.name.is_empty() || o.name.contains([',', ' ', '/', '\n']) {
-            return Err(err("name must be non-empty without ',', ' ' or '/' (it becomes an hlog tag)".into()));
-        }
-        let kinds = usize::from(o.exec.is_some())
-            + usize::from(o.file_cycle.is_some())
-            + usize::from(o.http_get.is_some())
-            + usize::from(o.noop);
-        if kinds != 1 {
-            return Err(err("needs exactly one of exec, file_cycle, http_get, noop".into()));
-        }
-        if o.exec.is_none() && (o.expect.is_some() || o.timeout.is_some()) {
-            return Err(err("expect and timeout go with exec".into()));
-        }
-        let kind = if let Some(argv) = &o.exec {
-            if argv.is_empty() || argv[0].is_empty() {
-                return Err(err("exec needs a program".into()));
-            }
-            let timeout_ms = match &o.timeout {
-                Some(t) => dur("timeout", t)?,
-                None => 30_000,
-            };
-            OpKind::Exec { argv: argv.clone(), expect: o.expect.clone().unwrap_or_default(), timeout_ms }
-        } else if let Some(fc) = &o.file_cycle {
-            if fc.bytes == 0 || fc.bytes > 64 << 20 {
-                return Err(err("file_cycle bytes must be 1..=64 MiB".into()));
-            }
-            OpKind::FileCycle { bytes: fc.bytes }
-        } else if let Some(h) = &o.http_get {
-            if !h.path.starts_with('/') {
-                return Err(err("http_get path must start with /".into()));
-            }
-            OpKind::HttpGet { path: h.path.clone(), expect_status: h.expect_status }
-        } else {
-            OpKind::Noop
-        };
-        ops.push(OpSpec { name: o.name.clone(), weight: o.weight, kind });
-    }
-
-    let duration_ms = dur("duration", &f.duration)?;
+    let src = Source { text, path };
+    let load = parse_load(&src, &f.load)?;
+    let ops = parse_ops(&src, &f.op)?;
+    let duration_ms = src.dur("duration", &f.duration)?;
     if duration_ms == 0 {
         return Err(usage(format!("{}: duration must be above zero", path.display())));
     }
@@ -181,10 +108,120 @@ pub fn parse(text: &str, path: &Path) -> Result<Plan> {
         ops,
         load,
         duration_ms,
-        warmup_ms: f.warmup.as_deref().map(|w| dur("warmup", w)).transpose()?.unwrap_or(0),
-        interval_ms: f.interval.as_deref().map(|w| dur("interval", w)).transpose()?.unwrap_or(1000).max(10),
+        warmup_ms: f.warmup.as_deref().map(|w| src.dur("warmup", w)).transpose()?.unwrap_or(0),
+        interval_ms: f.interval.as_deref().map(|w| src.dur("interval", w)).transpose()?.unwrap_or(1000).max(10),
         late_after_us: f.late_after_us.unwrap_or(1000),
         workspace: f.workspace.unwrap_or_else(|| "/root/abench-workspace".into()),
+    })
+}
+
+/// The file being parsed, so that every error can name it (and the line, where toml gave a span).
+struct Source<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Source<'_> {
+    /// A usage error at the line where `span` starts.
+    fn at(&self, span: std::ops::Range<usize>, msg: String) -> anyhow::Error {
+        usage(format!("{}:{}: {msg}", self.path.display(), crate::text::line_of(self.text, span.start)))
+    }
+
+    /// A duration field (`"30s"`, `"2m"`) in milliseconds.
+    fn dur(&self, what: &str, s: &str) -> Result<u64> {
+        humantime::parse_duration(s)
+            .map(|d| d.as_millis() as u64)
+            .map_err(|e| usage(format!("{}: {what} = {s:?}: {e}", self.path.display())))
+    }
+}
+
+/// `[load]`: an open-loop rate or a closed-loop concurrency, never both, with a sane number of
+/// workers.
+fn parse_load(src: &Source, spanned: &toml::Spanned<LoadToml>) -> Result<Load> {
+    let l = spanned.get_ref();
+    let load = match (l.rate, l.concurrency) {
+        (Some(rate), None) if rate > 0.0 && rate <= 1_000_000.0 => {
+            Load::Rate { ops_per_s: rate, workers: l.workers.unwrap_or(16) }
+        }
+        (None, Some(c)) if c > 0 => Load::Concurrency { workers: c },
+        _ => {
+            return Err(src.at(
+                spanned.span(),
+                "[load] needs exactly one of rate (0 < ops/s <= 1e6) or concurrency (> 0)".into(),
+            ));
+        }
+    };
+    if load.workers() == 0 || load.workers() > 1024 {
+        return Err(src.at(spanned.span(), "[load] workers must be 1..=1024".into()));
+    }
+    Ok(load)
+}
+
+/// Every `[[op]]`, in file order; at least one.
+fn parse_ops(src: &Source, spanned: &[toml::Spanned<OpToml>]) -> Result<Vec<OpSpec>> {
+    if spanned.is_empty() {
+        return Err(usage(format!("{}: no [[op]]", src.path.display())));
+    }
+    let mut ops = Vec::new();
+    for s in spanned {
+        let op = parse_op(src, s, &ops)?;
+        ops.push(op);
+    }
+    Ok(ops)
+}
+
+/// One `[[op]]`: a weight, a name unique among the ops `before` it and usable as an hlog tag, and
+/// exactly one kind.
+fn parse_op(src: &Source, spanned: &toml::Spanned<OpToml>, before: &[OpSpec]) -> Result<OpSpec> {
+    let o = spanned.get_ref();
+    let err = |msg: String| src.at(spanned.span(), format!("op {:?}: {msg}", o.name));
+    if o.weight == 0 {
+        return Err(err("weight must be at least 1".into()));
+    }
+    if before.iter().any(|p| p.name == o.name) {
+        return Err(err("name used twice".into()));
+    }
+    if o.name.is_empty() || o.name.contains([',', ' ', '/', '\n']) {
+        return Err(err("name must be non-empty without ',', ' ' or '/' (it becomes an hlog tag)".into()));
+    }
+    let kinds = usize::from(o.exec.is_some())
+        + usize::from(o.file_cycle.is_some())
+        + usize::from(o.http_get.is_some())
+        + usize::from(o.noop);
+    if kinds != 1 {
+        return Err(err("needs exactly one of exec, file_cycle, http_get, noop".into()));
+    }
+    if o.exec.is_none() && (o.expect.is_some() || o.timeout.is_some()) {
+        return Err(err("expect and timeout go with exec".into()));
+    }
+    let kind = op_kind(src, o, &err)?;
+    Ok(OpSpec { name: o.name.clone(), weight: o.weight, kind })
+}
+
+/// The one kind an op has (checked by [`parse_op`]), with its own fields checked; `err` puts the
+/// op's name and line on a message.
+fn op_kind(src: &Source, o: &OpToml, err: &dyn Fn(String) -> anyhow::Error) -> Result<OpKind> {
+    Ok(if let Some(argv) = &o.exec {
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(err("exec needs a program".into()));
+        }
+        let timeout_ms = match &o.timeout {
+            Some(t) => src.dur("timeout", t)?,
+            None => 30_000,
+        };
+        OpKind::Exec { argv: argv.clone(), expect: o.expect.clone().unwrap_or_default(), timeout_ms }
+    } else if let Some(fc) = &o.file_cycle {
+        if fc.bytes == 0 || fc.bytes > 64 << 20 {
+            return Err(err("file_cycle bytes must be 1..=64 MiB".into()));
+        }
+        OpKind::FileCycle { bytes: fc.bytes }
+    } else if let Some(h) = &o.http_get {
+        if !h.path.starts_with('/') {
+            return Err(err("http_get path must start with /".into()));
+        }
+        OpKind::HttpGet { path: h.path.clone(), expect_status: h.expect_status }
+    } else {
+        OpKind::Noop
     })
 }
 
