@@ -249,7 +249,7 @@ fn draw_heatmap<DB: DrawingBackend>(
         chart
             .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
             .map_err(err)?
-            .label(crate::report::verdicts::verdict_name(v))
+            .label(v.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
     }
     chart

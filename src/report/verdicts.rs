@@ -38,7 +38,7 @@ impl TestsCsv {
     }
 
     pub fn row(&mut self, run: &str, r: &Row) -> Result<()> {
-        let verdict = verdict_name(r.verdict);
+        let verdict = r.verdict.as_str();
         self.w.write_record([
             run,
             &r.target,
@@ -60,31 +60,21 @@ impl TestsCsv {
     }
 }
 
-pub fn verdict_name(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Held => "held",
-        Verdict::Violated => "violated",
-        Verdict::Inconclusive => "inconclusive",
-        Verdict::SkippedEnv => "skipped-env",
-        Verdict::Informational => "informational",
-    }
-}
-
 /// Counts per (test, target).
 #[derive(Default, Clone)]
 pub struct Tally {
     pub name: String,
-    pub counts: BTreeMap<&'static str, u32>,
+    pub counts: BTreeMap<Verdict, u32>,
 }
 
 impl Tally {
-    fn n(&self, v: &str) -> u32 {
-        self.counts.get(v).copied().unwrap_or(0)
+    fn n(&self, v: Verdict) -> u32 {
+        self.counts.get(&v).copied().unwrap_or(0)
     }
 
     /// Held sometimes and not at other times: the protection holds only sometimes.
     pub fn flaky(&self) -> bool {
-        self.n("held") > 0 && (self.n("violated") > 0 || self.n("inconclusive") > 0)
+        self.n(Verdict::Held) > 0 && (self.n(Verdict::Violated) > 0 || self.n(Verdict::Inconclusive) > 0)
     }
 }
 
@@ -93,7 +83,7 @@ pub fn tally(rows: &[Row]) -> BTreeMap<(TestId, String), Tally> {
     for r in rows {
         let t = m.entry((r.test_id, r.target.clone())).or_default();
         t.name = r.test.clone();
-        *t.counts.entry(verdict_name(r.verdict)).or_default() += 1;
+        *t.counts.entry(r.verdict).or_default() += 1;
     }
     m
 }
@@ -107,9 +97,9 @@ pub fn states(
     for ((id, _), t) in tallies {
         let e = per.entry(*id).or_insert_with(|| (t.name.clone(), Vec::new()));
         e.1.push(Counts {
-            held: t.n("held"),
-            violated: t.n("violated"),
-            inconclusive: t.n("inconclusive"),
+            held: t.n(Verdict::Held),
+            violated: t.n(Verdict::Violated),
+            inconclusive: t.n(Verdict::Inconclusive),
             flaky: t.flaky(),
         });
     }
@@ -124,11 +114,11 @@ pub fn write_summary(path: &Path, tallies: &BTreeMap<(TestId, String), Tally>) -
             test_id: *id,
             test: t.name.clone(),
             target: target.clone(),
-            held: t.n("held"),
-            violated: t.n("violated"),
-            inconclusive: t.n("inconclusive"),
-            skipped_env: t.n("skipped-env"),
-            informational: t.n("informational"),
+            held: t.n(Verdict::Held),
+            violated: t.n(Verdict::Violated),
+            inconclusive: t.n(Verdict::Inconclusive),
+            skipped_env: t.n(Verdict::SkippedEnv),
+            informational: t.n(Verdict::Informational),
             flaky: t.flaky(),
         })
         .collect();
@@ -138,34 +128,37 @@ pub fn write_summary(path: &Path, tallies: &BTreeMap<(TestId, String), Tally>) -
 /// Violated and flaky first, then counts; returns how many test × target pairs were violated or
 /// flaky, and how many only inconclusive.
 pub fn print_summary(tallies: &BTreeMap<(TestId, String), Tally>) -> (usize, usize) {
-    let bad: Vec<_> = tallies.iter().filter(|(_, t)| t.n("violated") > 0 || t.flaky()).collect();
-    let unsure = tallies.values().filter(|t| t.n("inconclusive") > 0 && t.n("violated") == 0 && !t.flaky()).count();
+    let bad: Vec<_> = tallies.iter().filter(|(_, t)| t.n(Verdict::Violated) > 0 || t.flaky()).collect();
+    let unsure = tallies
+        .values()
+        .filter(|t| t.n(Verdict::Inconclusive) > 0 && t.n(Verdict::Violated) == 0 && !t.flaky())
+        .count();
     if !bad.is_empty() {
         println!("VIOLATED or FLAKY ({}):", bad.len());
         for ((id, target), t) in &bad {
             println!(
                 "  {id:>2} {:<50} {target}  held {} violated {} inconclusive {}{}",
                 t.name,
-                t.n("held"),
-                t.n("violated"),
-                t.n("inconclusive"),
+                t.n(Verdict::Held),
+                t.n(Verdict::Violated),
+                t.n(Verdict::Inconclusive),
                 if t.flaky() { "  FLAKY" } else { "" }
             );
         }
     }
-    let mut totals: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut totals: BTreeMap<Verdict, u32> = BTreeMap::new();
     for t in tallies.values() {
         for (k, v) in &t.counts {
-            *totals.entry(k).or_default() += v;
+            *totals.entry(*k).or_default() += v;
         }
     }
     println!(
         "suite: {} held, {} violated, {} inconclusive, {} skipped-env, {} informational ({} test × target pairs inconclusive only)",
-        totals.get("held").unwrap_or(&0),
-        totals.get("violated").unwrap_or(&0),
-        totals.get("inconclusive").unwrap_or(&0),
-        totals.get("skipped-env").unwrap_or(&0),
-        totals.get("informational").unwrap_or(&0),
+        totals.get(&Verdict::Held).unwrap_or(&0),
+        totals.get(&Verdict::Violated).unwrap_or(&0),
+        totals.get(&Verdict::Inconclusive).unwrap_or(&0),
+        totals.get(&Verdict::SkippedEnv).unwrap_or(&0),
+        totals.get(&Verdict::Informational).unwrap_or(&0),
         unsure
     );
     (bad.len(), unsure)

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::records::Record;
 use super::{Expect, How, Test, Violation, fill};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     Held,
@@ -17,6 +17,25 @@ pub enum Verdict {
     Inconclusive,
     SkippedEnv,
     Informational,
+}
+
+impl Verdict {
+    /// The word tests.csv, summary.csv and the charts use (the same as serde's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Held => "held",
+            Verdict::Violated => "violated",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::SkippedEnv => "skipped-env",
+            Verdict::Informational => "informational",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What one execution of a test produced.
