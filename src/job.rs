@@ -323,10 +323,43 @@ pub(crate) async fn run_suite(p: &Provisioned, s: &SuiteConfig, run: &str, stop:
         &p.dir.suite_json(),
         &manifest::Suite { tests: suite.tests.len(), iterations, shuffle, environment_gaps: gaps.clone() },
     )?;
-    let csv = std::sync::Mutex::new(verdicts::TestsCsv::create(&p.dir.tests_csv())?);
+    let (rows, failed, interrupted) = suite_on_targets(p, &cx, &ready, run, &board, stop).await?;
+    let tallies = verdicts::tally(&rows);
+    verdicts::write_summary(&p.dir.summary_csv(), &tallies)?;
+    if let Err(e) = crate::report::charts::heatmap(&rows, &p.dir.suite_charts_dir()) {
+        eprintln!("warning: suite heatmap: {e:#}");
+    }
+    let broken = match baseline {
+        Some(before) => against_baseline(&p.dir, before, &tallies)?,
+        None => 0,
+    };
+    let (bad, unsure) = verdicts::print_summary(&tallies);
+    report_expectations(suite, &rows, &p.dir.path)?;
+    let code = if bad > 0 || broken > 0 {
+        exit::REGRESSION
+    } else if failed > 0 || unsure > 0 || interrupted {
+        exit::INFRA
+    } else {
+        exit::OK
+    };
+    Ok((code, interrupted))
+}
+
+/// The suite on every ready target at once, each row written to tests.csv as it ends (so a
+/// crash or Ctrl-C keeps every finished test). Returns the rows, how many targets' runs failed,
+/// and whether Ctrl-C ended it.
+async fn suite_on_targets(
+    p: &Provisioned,
+    cx: &crate::suite::run::SuiteRun<'_>,
+    ready: &[provision::Ready],
+    run: &str,
+    board: &Board,
+    stop: &Stop,
+) -> Result<(Vec<crate::suite::run::Row>, usize, bool)> {
+    let csv = std::sync::Mutex::new(crate::report::verdicts::TestsCsv::create(&p.dir.tests_csv())?);
     let rows = std::sync::Mutex::new(Vec::new());
     let jobs = ready.iter().map(|r| {
-        let (cx, csv, rows, board) = (&cx, &csv, &rows, &board);
+        let (csv, rows) = (&csv, &rows);
         async move {
             let line = board.line(&format!("{} suite", r.target.name));
             let res = crate::suite::run::run_target(r, cx, &line, |row| {
@@ -348,41 +381,33 @@ pub(crate) async fn run_suite(p: &Provisioned, s: &SuiteConfig, run: &str, stop:
     };
     let failed = results.iter().filter(|r| r.is_err()).count();
     let rows = rows.into_inner().map_err(|_| anyhow::anyhow!("rows lock poisoned"))?;
-    let tallies = verdicts::tally(&rows);
-    verdicts::write_summary(&p.dir.summary_csv(), &tallies)?;
-    if let Err(e) = crate::report::charts::heatmap(&rows, &p.dir.suite_charts_dir()) {
-        eprintln!("warning: suite heatmap: {e:#}");
-    }
-    let mut regressions = Vec::new();
-    if let Some(before) = baseline {
-        use crate::analyze::regressions::{Change, find, write_csv};
-        let changes = find(before, &verdicts::states(&tallies));
-        write_csv(&p.dir.regressions_csv(), &changes)?;
-        for (change, title) in [
-            (Change::Broken, "REGRESSIONS against the baseline (held there)"),
-            (Change::Fixed, "fixed since the baseline"),
-            (Change::StillFailing, "still failing, as in the baseline"),
-        ] {
-            let these: Vec<_> = changes.iter().filter(|r| r.change == change).collect();
-            if !these.is_empty() {
-                println!("{title} ({}):", these.len());
-                for r in these {
-                    println!("  {:>2} {:<50} {:?} before, {:?} now", r.test_id, r.test, r.before, r.now);
-                }
+    Ok((rows, failed, interrupted))
+}
+
+/// Tests broken, fixed and still failing against an earlier run: printed, and written to
+/// regressions.csv. Returns how many broke (a test that held there and does not now).
+fn against_baseline(
+    dir: &RunDir,
+    before: &crate::config::Baseline,
+    tallies: &std::collections::BTreeMap<(crate::suite::run::TestId, String), crate::report::verdicts::Tally>,
+) -> Result<usize> {
+    use crate::analyze::regressions::{Change, find, write_csv};
+    let changes = find(before, &crate::report::verdicts::states(tallies));
+    write_csv(&dir.regressions_csv(), &changes)?;
+    for (change, title) in [
+        (Change::Broken, "REGRESSIONS against the baseline (held there)"),
+        (Change::Fixed, "fixed since the baseline"),
+        (Change::StillFailing, "still failing, as in the baseline"),
+    ] {
+        let these: Vec<_> = changes.iter().filter(|r| r.change == change).collect();
+        if !these.is_empty() {
+            println!("{title} ({}):", these.len());
+            for r in these {
+                println!("  {:>2} {:<50} {:?} before, {:?} now", r.test_id, r.test, r.before, r.now);
             }
         }
-        regressions = changes.into_iter().filter(|r| r.change == Change::Broken).collect();
     }
-    let (bad, unsure) = verdicts::print_summary(&tallies);
-    report_expectations(suite, &rows, &p.dir.path)?;
-    let code = if bad > 0 || !regressions.is_empty() {
-        exit::REGRESSION
-    } else if failed > 0 || unsure > 0 || interrupted {
-        exit::INFRA
-    } else {
-        exit::OK
-    };
-    Ok((code, interrupted))
+    Ok(changes.iter().filter(|r| r.change == Change::Broken).count())
 }
 
 /// Runs the workload on every ready target at once; writes latency.csv, histograms/, charts/ and
