@@ -9,6 +9,9 @@
 pub mod hlog;
 pub mod manifest;
 pub mod summary;
+mod test_id;
+
+pub use test_id::TestId;
 
 use std::path::{Path, PathBuf};
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::suite::run::TestId;
+use super::TestId;
 
 /// One test on one target. Field order is column order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -448,7 +448,7 @@ mod tests {
         assert_eq!(s.tests.iter().map(|t| t.id).collect::<Vec<_>>(), (1..=90).collect::<Vec<_>>());
         let cats: BTreeSet<u32> = s.tests.iter().map(|t| t.category_number).collect();
         assert_eq!(cats, (1..=13).collect());
-        // Per-category counts of the seed suite (seed-suite.md).
+        // Per-category counts of the original TypeScript suite's 90 tests.
         let per: Vec<usize> = (1..=13).map(|c| s.tests.iter().filter(|t| t.category_number == c).count()).collect();
         assert_eq!(per, [2, 6, 4, 11, 10, 5, 2, 8, 5, 3, 17, 10, 7]);
         // The seed's vacuous secret reads now plant their secret first.

@@ -2,7 +2,7 @@
 //! named, exit 126 for a precheck, the output of an allowed action); `violated` needs the
 //! forbidden thing seen (root printed, the file there, the fixture reached, the secret printed);
 //! everything else is `inconclusive`, with the reason. A pure function, so every branch is tested
-//! against agentsh's documented output formats (agentsh-facts.md).
+//! against the output formats agentsh v0.16.9 and v0.20.1 were seen to give (docs/findings.md).
 
 use std::collections::BTreeMap;
 
@@ -215,7 +215,7 @@ fn not_shown_enforced(t: &Test, o: &Observed, named: &[String], exit: &str, acce
             format!("agentsh recorded a denial by another rule ({}), expected {}", r.summary(), accepted.join(" or ")),
         )
     } else if t.how == Some(How::File) && o.exit != Some(0) && o.stderr.contains("Permission denied") {
-        // Landlock refuses with EACCES and reports no event (agentsh-facts.md); the
+        // Landlock refuses with EACCES and reports no event (docs/findings.md 7); the
         // violation check above has shown the file is not there.
         (Verdict::Held, format!("EACCES with no rule event (Landlock), exit {exit}"))
     } else {
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn runtime_blocks_hold_on_the_rule_even_when_the_wrapper_exits_0() {
-        // find exits 0 although its -exec child was refused (seed-suite.md, test 76).
+        // find exits 0 although its -exec child was refused (scenarios/suite/, test 76).
         let o = Observed { exit: Some(0), rules: vec!["block-shell-escape".into()], ..Default::default() };
         assert_eq!(judge_(76, o).0, Verdict::Held);
     }

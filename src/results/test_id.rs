@@ -1,0 +1,68 @@
+//! Which test a row of tests.csv or summary.csv is about: a suite test by number, or the
+//! target's integrity check. It lives with the results (not with the suite) because every
+//! reader of a results directory needs it, and the suite writes it.
+
+/// What a row is about: a suite test by its id, or the target's integrity over the whole run
+/// (written `integrity`; sorted after the tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TestId {
+    Suite(u32),
+    Integrity,
+}
+
+impl TestId {
+    /// The suite test's id; None for the integrity row.
+    pub fn number(self) -> Option<u32> {
+        match self {
+            TestId::Suite(n) => Some(n),
+            TestId::Integrity => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Through the formatter, so `{:>2}` pads as it did for the bare number.
+        match self {
+            TestId::Suite(n) => n.fmt(f),
+            TestId::Integrity => f.pad("integrity"),
+        }
+    }
+}
+
+impl std::str::FromStr for TestId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> std::result::Result<TestId, Self::Err> {
+        if s == "integrity" { Ok(TestId::Integrity) } else { s.parse().map(TestId::Suite) }
+    }
+}
+
+impl serde::Serialize for TestId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            TestId::Suite(n) => s.serialize_u32(*n),
+            TestId::Integrity => s.serialize_str("integrity"),
+        }
+    }
+}
+
+/// Reads what [`Serialize`](serde::Serialize) writes: a number, or `integrity` (CSV fields
+/// come as strings, JSON numbers as numbers).
+impl<'de> serde::Deserialize<'de> for TestId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<TestId, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = TestId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a test number or \"integrity\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<TestId, E> {
+                u32::try_from(n).map(TestId::Suite).map_err(|_| E::custom(format!("not a test id: {n}")))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<TestId, E> {
+                s.parse().map_err(|_| E::custom(format!("not a test id: {s:?}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
