@@ -87,14 +87,8 @@ pub async fn provision(
     run: &str,
     out: Option<&Path>,
 ) -> Result<Provisioned> {
-    let spec = args.agentsh.clone();
-    // Checked before the (possibly long) build, then again with the version's own overrides.
-    provision::assets::load(provider.kind(), None, args.config.as_deref(), args.policy.as_deref())?;
-
     let started = Instant::now();
-    let artifact = resolve(spec).await?;
-    let version = artifact.as_ref().map(|a| a.version.as_str());
-    let assets = provision::assets::load(provider.kind(), version, args.config.as_deref(), args.policy.as_deref())?;
+    let (artifact, assets) = artifact_and_assets(args, provider).await?;
     let t_artifact = started.elapsed().as_secs_f64();
     let t0 = Instant::now();
     provider.prepare().await.with_context(|| format!("preparing the {} provider", provider.kind()))?;
@@ -118,25 +112,8 @@ pub async fn provision(
     let t_provision = t0.elapsed().as_secs_f64();
 
     dir.write_targets(&outcomes)?;
-    dir.write_json(
-        &dir.run_json(),
-        &manifest::Run {
-            run: run.into(),
-            harness_version: env!("CARGO_PKG_VERSION").into(),
-            provider: provider.kind(),
-            vms: args.vms,
-            agentsh_spec: args.agentsh.to_string(),
-            artifact: artifact.clone(),
-            config_source: setup.assets.config_source.clone(),
-            policy_source: setup.assets.policy_source.clone(),
-            seconds: manifest::RunSeconds {
-                artifact: t_artifact,
-                prepare: t_prepare,
-                create_and_provision: t_provision,
-            },
-            targets: outcomes.iter().map(manifest::RunTarget::from).collect(),
-        },
-    )?;
+    let seconds = manifest::RunSeconds { artifact: t_artifact, prepare: t_prepare, create_and_provision: t_provision };
+    dir.write_json(&dir.run_json(), &run_manifest(args, provider, run, &setup, seconds, &outcomes))?;
     provision::summarize(&outcomes);
     let sha = |b: &[u8]| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b));
     Ok(Provisioned {
@@ -147,6 +124,43 @@ pub async fn provision(
         events_db: setup.assets.events_db(),
         control_dir: setup.control_dir.clone(),
     })
+}
+
+/// agentsh for the targets, and the config and policy to install with it. The assets are checked
+/// before the (possibly long) build, then loaded again with the version's own overrides.
+async fn artifact_and_assets(
+    args: &TargetConfig,
+    provider: &dyn Provider,
+) -> Result<(Option<Artifact>, provision::assets::Assets)> {
+    let (config, policy) = (args.config.as_deref(), args.policy.as_deref());
+    provision::assets::load(provider.kind(), None, config, policy)?;
+    let artifact = resolve(args.agentsh.clone()).await?;
+    let version = artifact.as_ref().map(|a| a.version.as_str());
+    let assets = provision::assets::load(provider.kind(), version, config, policy)?;
+    Ok((artifact, assets))
+}
+
+/// run.json: what was asked, what was installed, how long each phase took, how each target ended.
+fn run_manifest(
+    args: &TargetConfig,
+    provider: &dyn Provider,
+    run: &str,
+    setup: &Setup,
+    seconds: manifest::RunSeconds,
+    outcomes: &[Outcome],
+) -> manifest::Run {
+    manifest::Run {
+        run: run.into(),
+        harness_version: env!("CARGO_PKG_VERSION").into(),
+        provider: provider.kind(),
+        vms: args.vms,
+        agentsh_spec: args.agentsh.to_string(),
+        artifact: setup.artifact.clone(),
+        config_source: setup.assets.config_source.clone(),
+        policy_source: setup.assets.policy_source.clone(),
+        seconds,
+        targets: outcomes.iter().map(manifest::RunTarget::from).collect(),
+    }
 }
 
 /// Creates the targets at once; a target whose creation failed is an outcome already.
