@@ -321,12 +321,6 @@ pub fn judge(
 ) -> Result<(Verdict, String, String)> {
     let all = changes(before, after);
     let unexpected = diff(before, after, excludes);
-    let mut absorbed: BTreeMap<&str, usize> = BTreeMap::new();
-    for c in &all {
-        if let Some(e) = excludes.expecting(c) {
-            *absorbed.entry(e.prefix.as_str()).or_default() += 1;
-        }
-    }
     let unchanged = before
         .entries
         .iter()
@@ -340,9 +334,33 @@ pub fn judge(
         after.seconds,
         all.len() - unexpected.len()
     );
+    let path = target_dir.join("integrity.txt");
+    std::fs::write(&path, report(before, after, excludes, all, &unexpected, &detail))
+        .with_context(|| format!("writing {}", path.display()))?;
+    if unexpected.is_empty() {
+        return Ok((Verdict::Held, format!("{unchanged} paths unchanged"), detail));
+    }
+    Ok((Verdict::Violated, evidence(&unexpected), detail))
+}
 
+/// integrity.txt: every unexpected change (with both entries when a file changed in place), what
+/// each exclude absorbed, and the expected changes folded by directory.
+fn report(
+    before: &Manifest,
+    after: &Manifest,
+    excludes: &Excludes,
+    all: Vec<Change>,
+    unexpected: &[Change],
+    detail: &str,
+) -> String {
+    let mut absorbed: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &all {
+        if let Some(e) = excludes.expecting(c) {
+            *absorbed.entry(e.prefix.as_str()).or_default() += 1;
+        }
+    }
     let mut report = format!("# target integrity: {} unexpected changes\n# {detail}\n", unexpected.len());
-    for c in &unexpected {
+    for c in unexpected {
         report.push_str(&format!("{c}\n"));
         if c.kind == Kind::Changed {
             report.push_str(&format!(
@@ -363,13 +381,12 @@ pub fn judge(
     for (c, n) in folded(&expected) {
         report.push_str(&if n > 0 { format!("{c} (and {n} paths under it)\n") } else { format!("{c}\n") });
     }
-    let path = target_dir.join("integrity.txt");
-    std::fs::write(&path, report).with_context(|| format!("writing {}", path.display()))?;
+    report
+}
 
-    if unexpected.is_empty() {
-        return Ok((Verdict::Held, format!("{unchanged} paths unchanged"), detail));
-    }
-    let f = folded(&unexpected);
+/// The row's evidence: the first few unexpected changes, folded by directory.
+fn evidence(unexpected: &[Change]) -> String {
+    let f = folded(unexpected);
     let mut evidence = format!("{} unexpected changes: ", unexpected.len());
     let shown: Vec<String> = f
         .iter()
@@ -381,7 +398,7 @@ pub fn judge(
         evidence.push_str(&format!("; … {} more", f.len() - EVIDENCE_PATHS));
     }
     evidence.push_str(" (all in integrity.txt)");
-    Ok((Verdict::Violated, evidence, detail))
+    evidence
 }
 
 fn json(e: Option<&Entry>) -> String {
