@@ -137,6 +137,10 @@ pub struct Test {
     pub category: String,
     #[serde(skip)]
     pub category_number: u32,
+    /// In a chain (an `ordered` file), the test before this one: what it leaves behind is this
+    /// test's precondition.
+    #[serde(skip)]
+    pub after: Option<u32>,
     #[serde(skip)]
     pub ordered: bool,
 }
@@ -190,6 +194,7 @@ pub fn load(dir: &Path) -> Result<Suite> {
         if !seen_categories.insert(f.number) {
             return Err(usage(format!("{}: category number {} used twice", path.display(), f.number)));
         }
+        let mut previous: Option<u32> = None;
         for spanned in f.test {
             let line = crate::text::line_of(&text, spanned.span().start);
             let mut t = spanned.into_inner();
@@ -201,6 +206,10 @@ pub fn load(dir: &Path) -> Result<Suite> {
             t.category = f.category.clone();
             t.category_number = f.number;
             t.ordered = f.ordered;
+            if f.ordered {
+                t.after = previous;
+                previous = Some(t.id);
+            }
             tests.push(t);
         }
     }
@@ -463,6 +472,14 @@ mod tests {
         for t in s.tests.iter().filter(|t| t.expect == Expect::Enforced) {
             assert!(!t.accepted_rules().is_empty() && t.violated.is_some(), "test {}", t.id);
         }
+    }
+
+    #[test]
+    fn a_chain_links_each_test_to_the_one_before() {
+        let s = load(&suite_dir()).unwrap();
+        let after = |id: u32| s.tests.iter().find(|t| t.id == id).and_then(|t| t.after);
+        assert_eq!((after(84), after(85), after(90)), (None, Some(84), Some(89)));
+        assert!(s.tests.iter().filter(|t| !t.ordered).all(|t| t.after.is_none()));
     }
 
     #[test]

@@ -74,11 +74,17 @@ pub async fn run_target(
         values.insert("policy_sha", cx.policy_sha.clone());
         // A fresh agentsh session per iteration; without a server the api tests are inconclusive.
         let mut session = new_session(&on.observe, &mut values).await;
+        let mut verdicts: BTreeMap<u32, Verdict> = BTreeMap::new();
         for t in cx.suite.order(cx.shuffle, iteration + 1) {
             line.step(&format!("iteration {} test {} {}", iteration + 1, t.id, t.name));
             let started = Instant::now();
             let (outcome, wedge_note) = on.run_watched(t, &mut values, &mut session, line).await;
-            on_row(on.row(t, iteration + 1, outcome, &values, &wedge_note, started))?;
+            let mut row = on.row(t, iteration + 1, outcome, &values, &wedge_note, started);
+            if let Some((id, before)) = t.after.and_then(|id| verdicts.get(&id).map(|v| (id, *v))) {
+                chain_precondition(&mut row, id, before);
+            }
+            verdicts.insert(t.id, row.verdict);
+            on_row(row)?;
         }
         if let Ok(s) = &session {
             let _ = on.observe.run(&format!("curl -sS -X DELETE {API}/sessions/{}", shell_quote(&s.id)), TIMEOUT).await;
@@ -88,6 +94,17 @@ pub async fn run_target(
     let started = Instant::now();
     let after = super::integrity::take(&on.observe).await;
     on_row(on.integrity_row(before, after, started)?)
+}
+
+/// A test in a chain sees what the test before it left. When that one did not hold (its `rm`
+/// ended by a signal, say), "the file is still there" shows no protection failing, only a step
+/// that did not happen: a violation is not proven, and the row says where the chain broke.
+fn chain_precondition(row: &mut Row, before_id: u32, before: Verdict) {
+    if row.verdict == Verdict::Violated && before != Verdict::Held {
+        row.verdict = Verdict::Inconclusive;
+        row.evidence =
+            format!("the chain broke at test {before_id} ({before}), so this is not a violation: {}", row.evidence);
+    }
 }
 
 /// One target's side of a suite run: its two channels, where agentsh records decisions, and
@@ -508,4 +525,45 @@ async fn api_exec(observe: &Conn, s: &Session, t: &Test, values: &BTreeMap<&str,
         rules,
         ..Observed::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(verdict: Verdict) -> Row {
+        Row {
+            target: "t".into(),
+            agentsh_version: "0.16.9".into(),
+            iteration: 1,
+            category: "FUSE Workspace & Soft Delete".into(),
+            test_id: TestId::Suite(87),
+            test: "file gone from original location".into(),
+            verdict,
+            expected: "absent".into(),
+            evidence: "not present: exit 0, exists".into(),
+            duration_ms: 1,
+            detail: String::new(),
+            record: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_violation_after_a_broken_link_is_not_proven() {
+        let mut r = row(Verdict::Violated);
+        chain_precondition(&mut r, 86, Verdict::Inconclusive);
+        assert_eq!(r.verdict, Verdict::Inconclusive);
+        assert!(r.evidence.starts_with("the chain broke at test 86 (inconclusive)"), "{}", r.evidence);
+        assert!(r.evidence.ends_with("exists"), "the original evidence is kept: {}", r.evidence);
+    }
+
+    #[test]
+    fn a_held_link_or_a_held_test_is_left_alone() {
+        let mut r = row(Verdict::Violated);
+        chain_precondition(&mut r, 86, Verdict::Held);
+        assert_eq!(r.verdict, Verdict::Violated, "after a held step the violation is real");
+        let mut r = row(Verdict::Held);
+        chain_precondition(&mut r, 86, Verdict::Violated);
+        assert_eq!(r.verdict, Verdict::Held, "a proven hold stays proven");
+    }
 }
