@@ -76,6 +76,22 @@ fn label(tag: &str) -> &str {
     tag.rsplit('/').next().unwrap_or(tag)
 }
 
+/// The legend in the upper left, then the file written: how both latency charts end.
+fn legend_and_present<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    area: &DrawingArea<DB, Shift>,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)?;
+    area.present().map_err(err)?;
+    Ok(())
+}
+
 fn percentiles<DB: DrawingBackend>(
     area: DrawingArea<DB, Shift>,
     series: &BTreeMap<String, Series>,
@@ -120,15 +136,7 @@ fn percentiles<DB: DrawingBackend>(
             .label(label(tag).to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(err)?;
-    area.present().map_err(err)?;
-    Ok(())
+    legend_and_present(&mut chart, &area)
 }
 
 fn over_time<DB: DrawingBackend>(
@@ -158,15 +166,7 @@ fn over_time<DB: DrawingBackend>(
             .label(label(tag).to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(err)?;
-    area.present().map_err(err)?;
-    Ok(())
+    legend_and_present(&mut chart, &area)
 }
 
 /// The suite as a grid per target: tests down, iterations across, one cell per execution coloured
