@@ -160,6 +160,17 @@ mod tests {
         assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
     }
 
+    /// An interval line as the driver printed it before `IntervalCounts` existed (histograms of
+    /// 120, 250, 250, 9000 µs and 100, 200, 200, 8000 µs): a controller must read what an older
+    /// driver sends, and write the same bytes itself, field for field and in the same order.
+    const INTERVAL_LINE: &str = r#"{"record":"interval","op":"exec","start_ms":2000,"length_ms":1000,"count":4,"wrong":1,"errors":{"spawn":2,"timeout":1},"late":3,"response":"HISTFAAAADx4nAExAM7/HISTEwAAAAkAAAAAAAAAAwAAAAAAAAABAAAAANaTpAA/8AAAAAAAAO8BAoECBNM9AomlBxs=","service":"HISTFAAAADx4nAExAM7/HISTEwAAAAkAAAAAAAAAAwAAAAAAAAABAAAAANaTpAA/8AAAAAAAAMcBAsUBBI08Aoj8Bu8=","driver_rss_kb":4321}"#;
+
+    #[test]
+    fn interval_lines_keep_their_wire_format() {
+        let rec: Record = serde_json::from_str(INTERVAL_LINE).unwrap();
+        assert_eq!(serde_json::to_string(&rec).unwrap(), INTERVAL_LINE);
+    }
+
     #[test]
     fn records_are_tagged_json_lines() {
         let line = serde_json::to_string(&Record::Fatal { message: "x".into() }).unwrap();
