@@ -14,7 +14,7 @@ use crate::provision::Ready;
 use crate::report::OpTotals;
 use crate::results::hlog::HlogWriter;
 use crate::results::{HlogKind, RunDir};
-use crate::schema::{self, Finished, Plan, Record};
+use crate::schema::{Finished, Plan, Record};
 
 /// What one target's run produced.
 pub struct TargetResult {
@@ -108,7 +108,7 @@ pub async fn run_all(
             let line = board.line(&format!("{} {}", r.target.name, plan.name));
             let res = run_one(r, plan, launcher, control_dir, out, &line, stop).await;
             match &res {
-                Ok(t) => line.finish(true, &format!("{} ops", t.totals.iter().map(|o| o.count).sum::<u64>())),
+                Ok(t) => line.finish(true, &format!("{} ops", t.totals.iter().map(|o| o.counts.count).sum::<u64>())),
                 Err(e) => line.finish(false, &format!("{e:#}")),
             }
             res
@@ -173,28 +173,19 @@ async fn run_one(
                     let i = *index
                         .get(iv.op.as_str())
                         .with_context(|| format!("driver reported an unknown op {:?}", iv.op))?;
-                    let resp = schema::decode_histogram(&iv.response)?;
-                    let svc = schema::decode_histogram(&iv.service)?;
+                    let counts = iv.counts()?;
                     let (r_log, s_log) = logs.as_mut().context("interval before start")?;
                     let tag = format!("{name}/{}", iv.op);
-                    r_log.interval(&tag, iv.start_ms, iv.length_ms, resp.max(), &iv.response)?;
-                    s_log.interval(&tag, iv.start_ms, iv.length_ms, svc.max(), &iv.service)?;
-                    let t = &mut totals[i];
-                    t.response.add(&resp).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                    t.service.add(&svc).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                    t.count += iv.count;
-                    t.wrong += iv.wrong;
-                    t.late += iv.late;
-                    for (k, v) in iv.errors {
-                        *t.errors.entry(k).or_default() += v;
-                    }
+                    r_log.interval(&tag, iv.start_ms, iv.length_ms, counts.response.max(), &iv.response)?;
+                    s_log.interval(&tag, iv.start_ms, iv.length_ms, counts.service.max(), &iv.service)?;
+                    totals[i].counts.merge(&counts)?;
                     if i == 0 {
                         measured_ms += iv.length_ms;
                         rss.add(iv.start_ms, iv.driver_rss_kb);
                     }
                     if last_progress.elapsed() > Duration::from_millis(900) {
                         last_progress = std::time::Instant::now();
-                        let done: u64 = totals.iter().map(|t| t.count).sum();
+                        let done: u64 = totals.iter().map(|t| t.counts.count).sum();
                         line.step(&format!("{:.0} s measured, {done} ops", measured_ms as f64 / 1000.0));
                         if let Some((a, b)) = logs.as_mut() {
                             a.flush()?;
