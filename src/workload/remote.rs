@@ -295,7 +295,93 @@ impl<'a> Collector<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::MinuteWindows;
+    use super::*;
+    use crate::schema::{IntervalCounts, Load, OpKind, OpSpec};
+
+    fn plan() -> Plan {
+        let op = |name: &str| OpSpec { name: name.into(), weight: 1, kind: OpKind::Noop };
+        Plan {
+            name: "w".into(),
+            ops: vec![op("a"), op("b")],
+            load: Load::Concurrency { workers: 1 },
+            duration_ms: 2000,
+            warmup_ms: 0,
+            interval_ms: 1000,
+            late_after_us: 1000,
+            workspace: "/tmp/w".into(),
+        }
+    }
+
+    fn interval_line(op: &str, start_ms: u64, latency_us: u64, errors: u64) -> String {
+        let mut c = IntervalCounts::default();
+        c.response.record(latency_us).unwrap();
+        c.service.record(latency_us / 2).unwrap();
+        c.count = 1;
+        c.late = 1;
+        c.errors.insert("spawn".into(), errors);
+        let iv = Interval::encode(op.into(), start_ms, 1000, c, 100 + start_ms).unwrap();
+        serde_json::to_string(&Record::Interval(iv)).unwrap()
+    }
+
+    fn exited(code: i32) -> CmdOutput {
+        CmdOutput { code: Some(code), stdout: String::new(), stderr: "gone".into(), elapsed: Duration::ZERO }
+    }
+
+    const STARTED: &str = r#"{"record":"started","epoch_ms":1700000000000,"ops":["a","b"],"workers":1}"#;
+
+    #[test]
+    fn collector_merges_intervals_per_op_and_logs_each_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plan, line) = (plan(), crate::progress::Board::new().line("t"));
+        let run_dir = RunDir::at(dir.path());
+        std::fs::create_dir_all(run_dir.workload_histograms_dir("w")).unwrap();
+        let mut c = Collector::new("t-0", "none".into(), "baseline", &plan, RunDir::at(dir.path()), &line);
+        let err = c.take_line(&interval_line("a", 0, 100, 0)).unwrap_err();
+        assert_eq!(format!("{err:#}"), "interval before start");
+        c.take_line(STARTED).unwrap();
+        for l in [interval_line("a", 0, 100, 1), interval_line("b", 0, 300, 0), interval_line("a", 1000, 200, 2)] {
+            c.take_line(&l).unwrap();
+        }
+        let err = c.take_line(&interval_line("zzz", 0, 100, 0)).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown op \"zzz\""), "{err:#}");
+        c.take_line(
+            r#"{"record":"finished","completed":3,"measured_ms":2000,"rss_kb_first":1,"rss_kb_last":2,"samples":{}}"#,
+        )
+        .unwrap();
+        let r = c.finish(&exited(0), false).unwrap();
+        let a = &r.totals[0];
+        assert_eq!((a.op.as_str(), a.counts.count, a.counts.late, a.measured_ms), ("a", 2, 2, 2000));
+        assert_eq!(a.counts.errors.get("spawn"), Some(&3));
+        assert_eq!((a.counts.response.max(), r.totals[1].counts.count), (200, 1));
+        assert_eq!((r.driver_rss_kb_first_minute, r.driver_rss_kb_last_minute, r.partial), (1100, 1100, false));
+        let logged = crate::results::hlog::read(&run_dir.hlog("w", "t-0", HlogKind::Response)).unwrap();
+        let tags: Vec<_> = logged.iter().filter_map(|i| i.tag.as_deref()).collect();
+        assert_eq!(tags, ["t-0/a", "t-0/b", "t-0/a"]);
+    }
+
+    #[test]
+    fn collector_without_a_finish_is_partial_only_when_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plan, line) = (plan(), crate::progress::Board::new().line("t"));
+        std::fs::create_dir_all(RunDir::at(dir.path()).workload_histograms_dir("w")).unwrap();
+        let fill = |c: &mut Collector| {
+            c.take_line(STARTED).unwrap();
+            c.take_line(&interval_line("a", 0, 100, 0)).unwrap();
+        };
+        let mut c = Collector::new("t-0", "none".into(), "baseline", &plan, RunDir::at(dir.path()), &line);
+        fill(&mut c);
+        let r = c.finish(&exited(0), true).unwrap();
+        assert!(r.partial);
+        assert_eq!((r.finished.measured_ms, r.totals[0].measured_ms), (1000, 1000));
+        let mut c = Collector::new("t-0", "none".into(), "baseline", &plan, RunDir::at(dir.path()), &line);
+        fill(&mut c);
+        let err = c.finish(&exited(3), false).err().unwrap();
+        assert_eq!(format!("{err:#}"), "the driver on t-0 ended without finishing (exit 3; stderr: gone)");
+        let mut c = Collector::new("t-0", "none".into(), "baseline", &plan, RunDir::at(dir.path()), &line);
+        c.take_line(r#"{"record":"fatal","message":"boom"}"#).unwrap();
+        let err = c.finish(&exited(1), false).err().unwrap();
+        assert_eq!(format!("{err:#}"), "the driver on t-0 stopped: boom");
+    }
 
     #[test]
     fn minute_windows_keep_first_and_sliding_last_peaks() {
