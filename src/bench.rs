@@ -403,7 +403,7 @@ async fn exec_floor_rounds(bench: &BenchTarget, conn: &crate::control::Conn, dur
         let hf: serde_json::Value = serde_json::from_str(&hf.stdout).context("hyperfine's JSON")?;
         let hf_mean = hf["results"][0]["mean"].as_f64().context("hyperfine mean")? * 1e6;
         let hf_median = hf["results"][0]["median"].as_f64().context("hyperfine median")? * 1e6;
-        let svc = &floor.totals[0].service;
+        let svc = &floor.totals[0].counts.service;
         rounds.push(FloorRound { p50: us(svc, 0.5), mean: svc.mean(), hf_mean, hf_median });
     }
     Ok(rounds)
@@ -422,10 +422,10 @@ fn print_capacity(capacity: &[(f64, TargetResult)], duration: Duration) {
             "{:>10.0} {:>12.0} {:>8.2} {:>12.0} {:>12.0} {:>12.0}",
             rate,
             o.ops_per_s(),
-            100.0 * o.late as f64 / o.count.max(1) as f64,
-            us(&o.response, 0.5),
-            us(&o.response, 0.99),
-            us(&o.service, 0.5)
+            100.0 * o.counts.late as f64 / o.counts.count.max(1) as f64,
+            us(&o.counts.response, 0.5),
+            us(&o.counts.response, 0.99),
+            us(&o.counts.service, 0.5)
         );
     }
 }
@@ -457,19 +457,19 @@ fn print_exec_floor(rounds: &[FloorRound]) -> f64 {
 /// one core), and whether the no-op capacity reaches 20000 ops/s.
 fn print_overhead(overhead_run: &TargetResult, capacity: &[(f64, TargetResult)], true_p50: f64) {
     let o = &overhead_run.totals[0];
-    let overhead = us(&o.response, 0.5) / true_p50;
+    let overhead = us(&o.counts.response, 0.5) / true_p50;
     println!(
         "scheduling overhead at 1000 ops/s: no-op response p50 {:.0} µs (p99 {:.0} µs) = {:.2}% of the /bin/true p50 ({true_p50:.0} µs) → ≤ 2%: {}",
-        us(&o.response, 0.5),
-        us(&o.response, 0.99),
+        us(&o.counts.response, 0.5),
+        us(&o.counts.response, 0.99),
         overhead * 100.0,
         if overhead <= 0.02 { "met" } else { "NOT met" }
     );
     let (rate0, first) = (&capacity[0].0, &capacity[0].1.totals[0]);
     println!(
         "  at {rate0:.0} ops/s on one core: p50 {:.0} µs = {:.2}% of the floor",
-        us(&first.response, 0.5),
-        100.0 * us(&first.response, 0.5) / true_p50
+        us(&first.counts.response, 0.5),
+        100.0 * us(&first.counts.response, 0.5) / true_p50
     );
     let achieved = capacity.iter().map(|(_, t)| t.totals[0].ops_per_s()).fold(0.0, f64::max);
     println!(

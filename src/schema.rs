@@ -109,6 +109,89 @@ pub struct Interval {
     pub driver_rss_kb: u64,
 }
 
+impl Interval {
+    /// The wire form of one op's interval: the counts with their histograms encoded.
+    pub fn encode(
+        op: String,
+        start_ms: u64,
+        length_ms: u64,
+        counts: IntervalCounts,
+        driver_rss_kb: u64,
+    ) -> anyhow::Result<Interval> {
+        Ok(Interval {
+            op,
+            start_ms,
+            length_ms,
+            count: counts.count,
+            wrong: counts.wrong,
+            errors: counts.errors,
+            late: counts.late,
+            response: encode_histogram(&counts.response)?,
+            service: encode_histogram(&counts.service)?,
+            driver_rss_kb,
+        })
+    }
+
+    /// The counts this record carries, histograms decoded (response first, then service).
+    pub fn counts(&self) -> anyhow::Result<IntervalCounts> {
+        Ok(IntervalCounts {
+            response: decode_histogram(&self.response)?,
+            service: decode_histogram(&self.service)?,
+            count: self.count,
+            wrong: self.wrong,
+            late: self.late,
+            errors: self.errors.clone(),
+        })
+    }
+}
+
+/// What one op did over some time, in memory: the driver's open interval, and on the controller
+/// the sum of every interval received for one op on one target (`report::OpTotals`). Both sides
+/// add up the same six things, so they live and are merged in one place.
+#[derive(Debug, Clone)]
+pub struct IntervalCounts {
+    /// From the intended start to the end, in µs (includes waiting for a worker).
+    pub response: hdrhistogram::Histogram<u64>,
+    /// From the actual start to the end, in µs.
+    pub service: hdrhistogram::Histogram<u64>,
+    pub count: u64,
+    /// Allowed operations that did not produce what was expected.
+    pub wrong: u64,
+    /// Operations that started more than `Plan::late_after_us` after their intended start.
+    pub late: u64,
+    /// Operations that failed, by kind.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Default for IntervalCounts {
+    fn default() -> IntervalCounts {
+        IntervalCounts {
+            response: new_histogram(),
+            service: new_histogram(),
+            count: 0,
+            wrong: 0,
+            late: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+}
+
+impl IntervalCounts {
+    /// Adds `other` in. Fails only if a histogram holds values outside [`new_histogram`]'s
+    /// bounds (a driver built with other settings).
+    pub fn merge(&mut self, other: &IntervalCounts) -> anyhow::Result<()> {
+        self.response.add(&other.response).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        self.service.add(&other.service).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        self.count += other.count;
+        self.wrong += other.wrong;
+        self.late += other.late;
+        for (k, v) in &other.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Finished {
     /// Operations whose intended start fell in the measured window (all of them complete: the
@@ -158,6 +241,53 @@ mod tests {
         assert_eq!(back.len(), 5);
         assert_eq!(back.max(), h.max());
         assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+    }
+
+    /// An interval line as the driver printed it before `IntervalCounts` existed (histograms of
+    /// 120, 250, 250, 9000 µs and 100, 200, 200, 8000 µs): a controller must read what an older
+    /// driver sends, and write the same bytes itself, field for field and in the same order.
+    const INTERVAL_LINE: &str = r#"{"record":"interval","op":"exec","start_ms":2000,"length_ms":1000,"count":4,"wrong":1,"errors":{"spawn":2,"timeout":1},"late":3,"response":"HISTFAAAADx4nAExAM7/HISTEwAAAAkAAAAAAAAAAwAAAAAAAAABAAAAANaTpAA/8AAAAAAAAO8BAoECBNM9AomlBxs=","service":"HISTFAAAADx4nAExAM7/HISTEwAAAAkAAAAAAAAAAwAAAAAAAAABAAAAANaTpAA/8AAAAAAAAMcBAsUBBI08Aoj8Bu8=","driver_rss_kb":4321}"#;
+
+    #[test]
+    fn interval_lines_keep_their_wire_format() {
+        let rec: Record = serde_json::from_str(INTERVAL_LINE).unwrap();
+        assert_eq!(serde_json::to_string(&rec).unwrap(), INTERVAL_LINE);
+        let Record::Interval(iv) = rec else { panic!("not an interval: {rec:?}") };
+        let counts = iv.counts().unwrap();
+        assert_eq!((counts.count, counts.wrong, counts.late), (4, 1, 3));
+        assert_eq!((counts.response.len(), counts.service.len()), (4, 4));
+        let again = Interval::encode(iv.op.clone(), iv.start_ms, iv.length_ms, counts, iv.driver_rss_kb).unwrap();
+        let line = serde_json::to_string(&Record::Interval(again)).unwrap();
+        let back: Record = serde_json::from_str(&line).unwrap();
+        let Record::Interval(back) = back else { panic!("not an interval: {line}") };
+        assert_eq!(back.counts().unwrap().response.value_at_quantile(0.5), 250);
+        assert_eq!(back.errors, iv.errors);
+    }
+
+    #[test]
+    fn merging_adds_every_count_and_both_histograms() {
+        let mut a = IntervalCounts::default();
+        a.response.record(100).unwrap();
+        a.service.record(50).unwrap();
+        a.count = 1;
+        a.errors.insert("spawn".into(), 1);
+        let mut b = a.clone();
+        b.wrong = 2;
+        b.late = 3;
+        b.errors.insert("timeout".into(), 4);
+        a.merge(&b).unwrap();
+        assert_eq!((a.count, a.wrong, a.late), (2, 2, 3));
+        assert_eq!((a.response.len(), a.service.len()), (2, 2));
+        assert_eq!(a.errors, [("spawn".to_string(), 2), ("timeout".to_string(), 4)].into_iter().collect());
+    }
+
+    #[test]
+    fn merging_an_out_of_bounds_histogram_fails_instead_of_panicking() {
+        let mut wide = hdrhistogram::Histogram::<u64>::new_with_bounds(1, u64::MAX / 4, 3).unwrap();
+        wide.record(u64::MAX / 8).unwrap();
+        let other = IntervalCounts { response: wide, ..IntervalCounts::default() };
+        let mut t = IntervalCounts::default();
+        assert!(t.merge(&other).is_err());
     }
 
     #[test]

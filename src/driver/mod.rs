@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use crossbeam_channel as chan;
 
-use crate::schema::{self, Finished, Interval, Load, Plan, Record};
+use crate::schema::{self, Finished, Interval, IntervalCounts, Load, Plan, Record};
 
 /// A queued operation.
 struct Job {
@@ -230,29 +230,6 @@ impl Picker {
     }
 }
 
-/// Per-op state of the current interval.
-struct OpInterval {
-    response: hdrhistogram::Histogram<u64>,
-    service: hdrhistogram::Histogram<u64>,
-    count: u64,
-    wrong: u64,
-    late: u64,
-    errors: BTreeMap<String, u64>,
-}
-
-impl OpInterval {
-    fn new() -> OpInterval {
-        OpInterval {
-            response: schema::new_histogram(),
-            service: schema::new_histogram(),
-            count: 0,
-            wrong: 0,
-            late: 0,
-            errors: BTreeMap::new(),
-        }
-    }
-}
-
 /// The recorder's loop: counts each finished op into the open interval, closes intervals on
 /// their boundaries, and after the end waits for stragglers before writing the totals.
 fn record(
@@ -308,7 +285,8 @@ struct Recorder<'a> {
     plan: &'a Plan,
     t0: Instant,
     late_after: Duration,
-    cur: Vec<OpInterval>,
+    /// The open interval of each op, in plan order.
+    cur: Vec<IntervalCounts>,
     finished: Finished,
     samples: BTreeMap<String, Vec<String>>,
 }
@@ -319,7 +297,7 @@ impl<'a> Recorder<'a> {
             plan,
             t0,
             late_after: Duration::from_micros(plan.late_after_us),
-            cur: plan.ops.iter().map(|_| OpInterval::new()).collect(),
+            cur: plan.ops.iter().map(|_| IntervalCounts::default()).collect(),
             finished: Finished::default(),
             samples: BTreeMap::new(),
         }
@@ -368,21 +346,12 @@ impl<'a> Recorder<'a> {
     fn flush(&mut self, start: Instant, len: Duration, out: &mut impl Write) -> Result<()> {
         let rss = crate::procstat::current_rss() / 1024;
         for (spec, st) in self.plan.ops.iter().zip(self.cur.iter_mut()) {
-            let r = Record::Interval(Interval {
-                op: spec.name.clone(),
-                start_ms: (start - self.t0).as_millis() as u64,
-                length_ms: len.as_millis() as u64,
-                count: st.count,
-                wrong: st.wrong,
-                errors: std::mem::take(&mut st.errors),
-                late: st.late,
-                response: schema::encode_histogram(&st.response)?,
-                service: schema::encode_histogram(&st.service)?,
-                driver_rss_kb: rss,
-            });
+            let counts = std::mem::take(st);
+            let start_ms = (start - self.t0).as_millis() as u64;
+            let r =
+                Record::Interval(Interval::encode(spec.name.clone(), start_ms, len.as_millis() as u64, counts, rss)?);
             serde_json::to_writer(&mut *out, &r)?;
             out.write_all(b"\n")?;
-            *st = OpInterval::new();
         }
         out.flush()?;
         if self.finished.rss_kb_first == 0 {

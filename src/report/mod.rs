@@ -5,12 +5,12 @@
 pub mod charts;
 pub mod verdicts;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use crate::results::QUANTILES;
+use crate::schema::IntervalCounts;
 
 /// One op on one target, summed over the measured intervals.
 pub struct OpTotals {
@@ -18,13 +18,19 @@ pub struct OpTotals {
     pub agentsh_version: String,
     pub mode: String,
     pub op: String,
-    pub response: hdrhistogram::Histogram<u64>,
-    pub service: hdrhistogram::Histogram<u64>,
-    pub count: u64,
-    pub wrong: u64,
-    pub errors: BTreeMap<String, u64>,
-    pub late: u64,
+    /// Every measured interval of this op merged ([`IntervalCounts::merge`]).
+    pub counts: IntervalCounts,
     pub measured_ms: u64,
+}
+
+/// Read-only access to the counts as if they were fields (`rows.iter().map(|r| r.wrong)`), kept
+/// for src/job.rs, which reads them that way; new code names `counts` explicitly.
+impl std::ops::Deref for OpTotals {
+    type Target = IntervalCounts;
+
+    fn deref(&self) -> &IntervalCounts {
+        &self.counts
+    }
 }
 
 impl OpTotals {
@@ -34,22 +40,17 @@ impl OpTotals {
             agentsh_version: agentsh_version.into(),
             mode: mode.into(),
             op: op.into(),
-            response: crate::schema::new_histogram(),
-            service: crate::schema::new_histogram(),
-            count: 0,
-            wrong: 0,
-            errors: BTreeMap::new(),
-            late: 0,
+            counts: IntervalCounts::default(),
             measured_ms: 0,
         }
     }
 
     pub fn ops_per_s(&self) -> f64 {
-        if self.measured_ms == 0 { 0.0 } else { self.count as f64 * 1000.0 / self.measured_ms as f64 }
+        if self.measured_ms == 0 { 0.0 } else { self.counts.count as f64 * 1000.0 / self.measured_ms as f64 }
     }
 
     pub fn error_count(&self) -> u64 {
-        self.errors.values().sum()
+        self.counts.errors.values().sum()
     }
 }
 
@@ -79,19 +80,19 @@ pub fn write_latency_csv(path: &Path, rows: &[OpTotals]) -> Result<()> {
             r.agentsh_version.clone(),
             r.mode.clone(),
             r.op.clone(),
-            r.count.to_string(),
+            r.counts.count.to_string(),
             r.error_count().to_string(),
-            r.wrong.to_string(),
+            r.counts.wrong.to_string(),
             format!("{:.2}", r.ops_per_s()),
         ];
-        for h in [&r.response, &r.service] {
+        for h in [&r.counts.response, &r.counts.service] {
             for (_, q) in QUANTILES {
                 rec.push(if h.is_empty() { String::new() } else { ms(h.value_at_quantile(q)) });
             }
             rec.push(if h.is_empty() { String::new() } else { ms(h.max()) });
         }
-        rec.push(r.late.to_string());
-        rec.push(r.errors.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";"));
+        rec.push(r.counts.late.to_string());
+        rec.push(r.counts.errors.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";"));
         w.write_record(&rec)?;
     }
     w.flush().with_context(|| format!("flushing {}", path.display()))?;
@@ -105,20 +106,21 @@ pub fn print_summary(rows: &[OpTotals]) {
         "target", "op", "count", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "err", "wrong", "late"
     );
     for r in rows {
-        let q = |p: f64| if r.response.is_empty() { "-".into() } else { ms(r.response.value_at_quantile(p)) };
+        let q =
+            |p: f64| if r.counts.response.is_empty() { "-".into() } else { ms(r.counts.response.value_at_quantile(p)) };
         println!(
             "{:<32} {:<12} {:>8} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6}",
             r.target,
             r.op,
-            r.count,
+            r.counts.count,
             r.ops_per_s(),
             q(0.5),
             q(0.99),
             q(0.999),
             q(1.0),
             r.error_count(),
-            r.wrong,
-            r.late
+            r.counts.wrong,
+            r.counts.late
         );
     }
 }
@@ -131,12 +133,12 @@ mod tests {
     fn csv_has_quantiles_in_ms() {
         let mut t = OpTotals::new("t0", "none", "baseline", "true");
         for v in 1..=1000u64 {
-            t.response.record(v * 1000).unwrap();
-            t.service.record(v * 100).unwrap();
+            t.counts.response.record(v * 1000).unwrap();
+            t.counts.service.record(v * 100).unwrap();
         }
-        t.count = 1000;
+        t.counts.count = 1000;
         t.measured_ms = 10_000;
-        t.errors.insert("spawn".into(), 2);
+        t.counts.errors.insert("spawn".into(), 2);
         let dir = tempfile::tempdir().unwrap();
         let p = crate::results::RunDir::at(dir.path()).latency_csv();
         write_latency_csv(&p, &[t]).unwrap();
