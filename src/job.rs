@@ -476,7 +476,7 @@ async fn run_workload(p: &Provisioned, plan: &Plan, stop: &Stop) -> Result<(u8, 
         &manifest::Workload { plan: plan.clone(), interrupted, targets: per_target },
     )?;
     crate::report::print_summary(&rows);
-    let wrong: u64 = rows.iter().map(|r| r.wrong).sum();
+    let wrong: u64 = rows.iter().map(|r| r.counts.wrong).sum();
     let code = if failed > 0 {
         exit::INFRA
     } else if wrong > 0 {

@@ -146,7 +146,7 @@ impl Interval {
 }
 
 /// What one op did over some time, in memory: the driver's open interval, and on the controller
-/// the sum of every interval received for one op on one target (`report::OpTotals`). Both sides
+/// the sum of every interval received for one op on one target (`results::OpTotals`). Both sides
 /// add up the same six things, so they live and are merged in one place.
 #[derive(Debug, Clone)]
 pub struct IntervalCounts {

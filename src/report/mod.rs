@@ -1,6 +1,6 @@
 //! Output formats, one file each (hyperfine's `src/export/`): `latency.csv` here, the suite's
-//! CSVs in [`verdicts`], charts in [`charts`]. What they are built from lives in [`OpTotals`];
-//! the `.hlog` interval logs are written and read in `results::hlog`.
+//! CSVs in [`verdicts`], charts in [`charts`]. What they are built from lives in
+//! `results::OpTotals`; the `.hlog` interval logs are written and read in `results::hlog`.
 
 pub mod charts;
 pub mod verdicts;
@@ -9,50 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::results::QUANTILES;
-use crate::schema::IntervalCounts;
-
-/// One op on one target, summed over the measured intervals.
-pub struct OpTotals {
-    pub target: String,
-    pub agentsh_version: String,
-    pub mode: String,
-    pub op: String,
-    /// Every measured interval of this op merged ([`IntervalCounts::merge`]).
-    pub counts: IntervalCounts,
-    pub measured_ms: u64,
-}
-
-/// Read-only access to the counts as if they were fields (`rows.iter().map(|r| r.wrong)`), kept
-/// for src/job.rs, which reads them that way; new code names `counts` explicitly.
-impl std::ops::Deref for OpTotals {
-    type Target = IntervalCounts;
-
-    fn deref(&self) -> &IntervalCounts {
-        &self.counts
-    }
-}
-
-impl OpTotals {
-    pub fn new(target: &str, agentsh_version: &str, mode: &str, op: &str) -> OpTotals {
-        OpTotals {
-            target: target.into(),
-            agentsh_version: agentsh_version.into(),
-            mode: mode.into(),
-            op: op.into(),
-            counts: IntervalCounts::default(),
-            measured_ms: 0,
-        }
-    }
-
-    pub fn ops_per_s(&self) -> f64 {
-        if self.measured_ms == 0 { 0.0 } else { self.counts.count as f64 * 1000.0 / self.measured_ms as f64 }
-    }
-
-    pub fn error_count(&self) -> u64 {
-        self.counts.errors.values().sum()
-    }
-}
+use crate::results::{OpTotals, QUANTILES};
 
 fn ms(us: u64) -> String {
     format!("{:.3}", us as f64 / 1000.0)

@@ -10,8 +10,10 @@ pub mod hlog;
 pub mod manifest;
 pub mod summary;
 mod test_id;
+mod totals;
 
 pub use test_id::TestId;
+pub use totals::OpTotals;
 
 use std::path::{Path, PathBuf};
 

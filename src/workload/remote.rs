@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use crate::control::{CmdOutput, Conn};
 use crate::progress::Board;
 use crate::provision::Ready;
-use crate::report::OpTotals;
+use crate::results::OpTotals;
 use crate::results::hlog::HlogWriter;
 use crate::results::{HlogKind, RunDir};
 use crate::schema::{Finished, Interval, Plan, Record};
