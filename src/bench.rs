@@ -504,32 +504,29 @@ async fn soak_rss(bench: &BenchTarget, soak: Duration) -> Result<()> {
 
 /// Controller RSS peaks in the first and in the last `window` of a run (one sample a second).
 struct RssTimeline {
-    samples: Arc<std::sync::Mutex<Vec<(Instant, u64)>>>,
+    windows: Arc<std::sync::Mutex<crate::procstat::PeakWindows>>,
     task: tokio::task::JoinHandle<()>,
-    window: Duration,
 }
 
 impl RssTimeline {
     fn start(window: Duration) -> RssTimeline {
-        let samples: Arc<std::sync::Mutex<Vec<(Instant, u64)>>> = Arc::default();
-        let s = samples.clone();
+        let windows = Arc::new(std::sync::Mutex::new(crate::procstat::PeakWindows::new(window.as_millis() as u64)));
+        let w = windows.clone();
+        let started = Instant::now();
         let task = tokio::spawn(async move {
             loop {
-                if let Ok(mut v) = s.lock() {
-                    v.push((Instant::now(), crate::procstat::current_rss()));
+                if let Ok(mut w) = w.lock() {
+                    w.add(started.elapsed().as_millis() as u64, crate::procstat::current_rss());
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
-        RssTimeline { samples, task, window }
+        RssTimeline { windows, task }
     }
 
     fn stop(self) -> (u64, u64) {
         self.task.abort();
-        let v = self.samples.lock().map(|v| v.clone()).unwrap_or_default();
-        let (Some(start), Some(end)) = (v.first().map(|x| x.0), v.last().map(|x| x.0)) else { return (0, 0) };
-        let peak = |f: &dyn Fn(Instant) -> bool| v.iter().filter(|(t, _)| f(*t)).map(|x| x.1).max().unwrap_or(0);
-        (peak(&|t| t <= start + self.window), peak(&|t| t + self.window >= end))
+        self.windows.lock().map(|w| w.peaks()).unwrap_or((0, 0))
     }
 }
 

@@ -28,31 +28,6 @@ pub struct TargetResult {
     pub driver_rss_kb_last_minute: u64,
 }
 
-/// Peak of a value over the first minute and over a sliding last minute, in bounded memory.
-#[derive(Default)]
-struct MinuteWindows {
-    origin: Option<u64>,
-    first: u64,
-    last: std::collections::VecDeque<(u64, u64)>,
-}
-
-impl MinuteWindows {
-    fn add(&mut self, at_ms: u64, value: u64) {
-        let origin = *self.origin.get_or_insert(at_ms);
-        if at_ms < origin + 60_000 {
-            self.first = self.first.max(value);
-        }
-        self.last.push_back((at_ms, value));
-        while self.last.front().is_some_and(|(t, _)| *t + 60_000 <= at_ms) {
-            self.last.pop_front();
-        }
-    }
-
-    fn peaks(&self) -> (u64, u64) {
-        (self.first, self.last.iter().map(|x| x.1).max().unwrap_or(0))
-    }
-}
-
 /// How the driver is started on a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Launcher {
@@ -161,7 +136,7 @@ struct Collector<'a> {
     /// Sum of the first op's interval lengths: the measured time received so far.
     measured_ms: u64,
     last_progress: std::time::Instant,
-    rss: MinuteWindows,
+    rss: crate::procstat::PeakWindows,
 }
 
 impl<'a> Collector<'a> {
@@ -188,7 +163,7 @@ impl<'a> Collector<'a> {
             fatal: None,
             measured_ms: 0,
             last_progress: std::time::Instant::now(),
-            rss: MinuteWindows::default(),
+            rss: crate::procstat::PeakWindows::new(60_000),
         }
     }
 
@@ -381,22 +356,5 @@ mod tests {
         c.take_line(r#"{"record":"fatal","message":"boom"}"#).unwrap();
         let err = c.finish(&exited(1), false).err().unwrap();
         assert_eq!(format!("{err:#}"), "the driver on t-0 stopped: boom");
-    }
-
-    #[test]
-    fn minute_windows_keep_first_and_sliding_last_peaks() {
-        let mut w = MinuteWindows::default();
-        for s in 0..600u64 {
-            // 100 in the first minute (peak 150 at 30 s), 200 later, a 300 spike at 500 s.
-            let v = match s {
-                30 => 150,
-                500 => 300,
-                _ if s < 60 => 100,
-                _ => 200,
-            };
-            w.add(2000 + s * 1000, v);
-        }
-        assert_eq!(w.peaks(), (150, 200), "the 500 s spike left the last-minute window");
-        assert!(w.last.len() <= 61, "bounded: {}", w.last.len());
     }
 }
