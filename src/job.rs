@@ -14,7 +14,7 @@ use crate::exit;
 use crate::progress::Board;
 use crate::provider::{self, Provider, Target};
 use crate::provision::{self, Failed, Outcome, Setup};
-use crate::results::{HlogKind, RunDir, manifest};
+use crate::results::{RunDir, manifest};
 use crate::schema::Plan;
 
 /// Ctrl-C as a value: every stage waits on it the same way, and tests raise it without a signal.
@@ -339,10 +339,8 @@ pub(crate) async fn run_suite(p: &Provisioned, s: &SuiteConfig, run: &str, stop:
     )?;
     let (rows, failed, interrupted) = suite_on_targets(p, &cx, &ready, run, &board, stop).await?;
     let tallies = verdicts::tally(&rows);
-    verdicts::write_summary(&p.dir.summary_csv(), &tallies)?;
-    if let Err(e) = crate::report::charts::heatmap(&rows, &p.dir.suite_charts_dir()) {
-        eprintln!("warning: suite heatmap: {e:#}");
-    }
+    // Summary and heatmap take milliseconds: drawn in place, as before.
+    crate::report::export(&crate::report::Results::Suite { rows: &rows, tallies: &tallies }, &p.dir)?;
     let broken = match baseline {
         Some(before) => against_baseline(&p.dir, before, &tallies)?,
         None => 0,
@@ -469,13 +467,15 @@ async fn run_workload(p: &Provisioned, plan: &Plan, stop: &Stop) -> Result<(u8, 
             }
         }
     }
-    crate::report::write_latency_csv(&p.dir.latency_csv(), &rows)?;
-    render_charts(&p.dir, &plan.name, &ready).await;
+    let targets: Vec<String> = ready.iter().map(|r| r.target.name.clone()).collect();
+    let results = crate::report::Results::Workload { name: &plan.name, totals: &rows, targets: &targets };
+    // One chart per target can take seconds: off the async workers.
+    tokio::task::block_in_place(|| crate::report::export(&results, &p.dir))?;
     p.dir.write_json(
         &p.dir.workload_json(),
         &manifest::Workload { plan: plan.clone(), interrupted, targets: per_target },
     )?;
-    crate::report::print_summary(&rows);
+    crate::report::latency::print_summary(&rows);
     let wrong: u64 = rows.iter().map(|r| r.counts.wrong).sum();
     let code = if failed > 0 {
         exit::INFRA
@@ -510,31 +510,6 @@ pub async fn up(args: &TargetConfig, provider: &dyn Provider, out: Option<&Path>
         p.outcomes.len()
     );
     Ok(if provision::ready_count(&p.outcomes) == p.outcomes.len() { exit::OK } else { exit::INFRA })
-}
-
-/// Charts per target from its response-time hlog; a chart that fails is reported, not fatal
-/// (the data it would show is in latency.csv and the hlog).
-async fn render_charts(dir: &RunDir, workload: &str, ready: &[provision::Ready]) {
-    let jobs: Vec<(std::path::PathBuf, std::path::PathBuf, String)> = ready
-        .iter()
-        .map(|r| {
-            let name = r.target.name.clone();
-            (dir.hlog(workload, &name, HlogKind::Response), dir.workload_charts_dir(workload), name)
-        })
-        .collect();
-    let result = tokio::task::spawn_blocking(move || {
-        for (hlog, out, name) in jobs {
-            if hlog.is_file()
-                && let Err(e) = crate::report::charts::render(&hlog, &out, &name, &name)
-            {
-                eprintln!("warning: charts for {name}: {e:#}");
-            }
-        }
-    })
-    .await;
-    if let Err(e) = result {
-        eprintln!("warning: chart rendering stopped: {e}");
-    }
 }
 
 pub async fn teardown(provider: &dyn Provider, run: &str) {

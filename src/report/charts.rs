@@ -45,6 +45,53 @@ fn read(hlog: &Path) -> Result<BTreeMap<String, Series>> {
     Ok(out)
 }
 
+/// The suite's heatmap (charts/suite/), as an exporter.
+pub struct SuiteHeatmap;
+
+impl super::Exporter for SuiteHeatmap {
+    fn name(&self) -> &'static str {
+        "suite heatmap"
+    }
+
+    fn required(&self) -> bool {
+        false
+    }
+
+    fn export(&self, results: &super::Results<'_>, dir: &crate::results::RunDir) -> Result<()> {
+        match results {
+            super::Results::Suite { rows, .. } => heatmap(rows, &dir.suite_charts_dir()).map(drop),
+            super::Results::Workload { .. } => Ok(()),
+        }
+    }
+}
+
+/// Each target's latency charts (charts/<workload>/) from its response-time hlog, as an
+/// exporter. A target whose chart fails is reported and the others are still drawn.
+pub struct LatencyCharts;
+
+impl super::Exporter for LatencyCharts {
+    fn name(&self) -> &'static str {
+        "latency charts"
+    }
+
+    fn required(&self) -> bool {
+        false
+    }
+
+    fn export(&self, results: &super::Results<'_>, dir: &crate::results::RunDir) -> Result<()> {
+        let super::Results::Workload { name: workload, targets, .. } = results else { return Ok(()) };
+        for target in *targets {
+            let hlog = dir.hlog(workload, target, crate::results::HlogKind::Response);
+            if hlog.is_file()
+                && let Err(e) = render(&hlog, &dir.workload_charts_dir(workload), target, target)
+            {
+                eprintln!("warning: charts for {target}: {e:#}");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Draws `<stem>.percentiles.{png,svg}` and `<stem>.over-time.{png,svg}` into `dir`.
 pub fn render(hlog: &Path, dir: &Path, stem: &str, title: &str) -> Result<Vec<PathBuf>> {
     register_font();

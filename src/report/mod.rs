@@ -1,114 +1,91 @@
-//! Output formats, one file each (hyperfine's `src/export/`): `latency.csv` here, the suite's
-//! CSVs in [`verdicts`], charts in [`charts`]. What they are built from lives in
-//! `results::OpTotals`; the `.hlog` interval logs are written and read in `results::hlog`.
+//! Output formats, one file each (hyperfine's `src/export/`): [`latency`] (latency.csv), the
+//! suite's CSVs in [`verdicts`], charts in [`charts`]. Each is an [`Exporter`] of what a stage
+//! produced ([`Results`], built on the types in `results/`), and [`export`] runs them all; the
+//! `.hlog` interval logs are written and read in `results::hlog`.
+//!
+//! tests.csv is not an exporter: it is streamed row by row while the suite runs, so that a crash
+//! keeps every finished test.
 
 pub mod charts;
+pub mod latency;
 pub mod verdicts;
 
-use std::path::Path;
+use anyhow::Result;
 
-use anyhow::{Context, Result};
+use crate::results::{OpTotals, RunDir};
+use crate::suite::run::Row;
 
-use crate::results::{OpTotals, QUANTILES};
-
-fn ms(us: u64) -> String {
-    format!("{:.3}", us as f64 / 1000.0)
+/// What a finished stage hands to the exporters.
+pub enum Results<'a> {
+    /// Every row of tests.csv, with their tallies per (test, target).
+    Suite { rows: &'a [Row], tallies: &'a verdicts::Tallies },
+    /// A workload's totals per target × op, and the targets whose hlogs are charted.
+    Workload { name: &'a str, totals: &'a [OpTotals], targets: &'a [String] },
 }
 
-/// `latency.csv`: one row per target × op; latencies in milliseconds.
-pub fn write_latency_csv(path: &Path, rows: &[OpTotals]) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
-    let mut header: Vec<String> =
-        ["target", "agentsh_version", "mode", "op", "count", "errors", "wrong_decisions", "ops_per_s"]
-            .map(String::from)
-            .to_vec();
-    for kind in ["response", "service"] {
-        for (q, _) in QUANTILES {
-            header.push(format!("{kind}_{q}_ms"));
-        }
-        header.push(format!("{kind}_max_ms"));
+/// One output format.
+pub trait Exporter: Sync {
+    /// The file or folder it writes, for messages.
+    fn name(&self) -> &'static str;
+    /// A chart that fails is reported, not fatal: what it would show is in the CSVs and hlogs.
+    fn required(&self) -> bool {
+        true
     }
-    header.push("late_starts".into());
-    header.push("error_kinds".into());
-    w.write_record(&header)?;
-    for r in rows {
-        let mut rec = vec![
-            r.target.clone(),
-            r.agentsh_version.clone(),
-            r.mode.clone(),
-            r.op.clone(),
-            r.counts.count.to_string(),
-            r.error_count().to_string(),
-            r.counts.wrong.to_string(),
-            format!("{:.2}", r.ops_per_s()),
-        ];
-        for h in [&r.counts.response, &r.counts.service] {
-            for (_, q) in QUANTILES {
-                rec.push(if h.is_empty() { String::new() } else { ms(h.value_at_quantile(q)) });
-            }
-            rec.push(if h.is_empty() { String::new() } else { ms(h.max()) });
+    /// Writes its file(s) for `results` into `dir`; nothing for a stage it does not show.
+    fn export(&self, results: &Results<'_>, dir: &RunDir) -> Result<()>;
+}
+
+/// Every format, in the order they are written.
+const EXPORTERS: &[&dyn Exporter] =
+    &[&verdicts::SummaryCsv, &charts::SuiteHeatmap, &latency::LatencyCsv, &charts::LatencyCharts];
+
+/// Runs every exporter on a stage's results. Blocking work (charts): call it where blocking is
+/// allowed.
+pub fn export(results: &Results<'_>, dir: &RunDir) -> Result<()> {
+    for e in EXPORTERS {
+        match e.export(results, dir) {
+            Err(err) if !e.required() => eprintln!("warning: {}: {err:#}", e.name()),
+            r => r?,
         }
-        rec.push(r.counts.late.to_string());
-        rec.push(r.counts.errors.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";"));
-        w.write_record(&rec)?;
     }
-    w.flush().with_context(|| format!("flushing {}", path.display()))?;
     Ok(())
-}
-
-/// The terminal summary: one line per target × op.
-pub fn print_summary(rows: &[OpTotals]) {
-    println!(
-        "{:<32} {:<12} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6}",
-        "target", "op", "count", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "err", "wrong", "late"
-    );
-    for r in rows {
-        let q =
-            |p: f64| if r.counts.response.is_empty() { "-".into() } else { ms(r.counts.response.value_at_quantile(p)) };
-        println!(
-            "{:<32} {:<12} {:>8} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6}",
-            r.target,
-            r.op,
-            r.counts.count,
-            r.ops_per_s(),
-            q(0.5),
-            q(0.99),
-            q(0.999),
-            q(1.0),
-            r.error_count(),
-            r.counts.wrong,
-            r.counts.late
-        );
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::TestId;
+    use crate::suite::verdict::Verdict;
 
     #[test]
-    fn csv_has_quantiles_in_ms() {
-        let mut t = OpTotals::new("t0", "none", "baseline", "true");
-        for v in 1..=1000u64 {
-            t.counts.response.record(v * 1000).unwrap();
-            t.counts.service.record(v * 100).unwrap();
-        }
-        t.counts.count = 1000;
-        t.measured_ms = 10_000;
-        t.counts.errors.insert("spawn".into(), 2);
-        let dir = tempfile::tempdir().unwrap();
-        let p = crate::results::RunDir::at(dir.path()).latency_csv();
-        write_latency_csv(&p, &[t]).unwrap();
-        let mut r = csv::Reader::from_path(&p).unwrap();
-        let h = r.headers().unwrap().clone();
-        let row = r.records().next().unwrap().unwrap();
-        let get = |k: &str| row.get(h.iter().position(|x| x == k).unwrap()).unwrap().to_string();
-        assert_eq!(get("ops_per_s"), "100.00");
-        assert_eq!(get("errors"), "2");
-        let p50: f64 = get("response_p50_ms").parse().unwrap();
-        assert!((p50 - 500.0).abs() < 1.0, "{p50}");
-        let svc_max: f64 = get("service_max_ms").parse().unwrap();
-        assert!((svc_max - 100.0).abs() < 0.1, "{svc_max}");
-        assert_eq!(get("error_kinds"), "spawn=2");
+    fn each_stage_gets_its_own_files_and_only_those() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = RunDir::at(dir.path());
+        let rows = vec![Row {
+            target: "t-0".into(),
+            agentsh_version: "0.16.9".into(),
+            iteration: 1,
+            category: "c".into(),
+            test_id: TestId::Suite(14),
+            test: "sudo whoami blocked".into(),
+            verdict: Verdict::Held,
+            expected: "enforced".into(),
+            evidence: String::new(),
+            duration_ms: 1,
+            detail: String::new(),
+            record: String::new(),
+        }];
+        let tallies = verdicts::tally(&rows);
+        export(&Results::Suite { rows: &rows, tallies: &tallies }, &run).expect("suite exported");
+        assert!(run.summary_csv().is_file() && run.suite_charts_dir().is_dir());
+        assert!(!run.latency_csv().exists(), "a suite writes no latency.csv");
+
+        let totals = vec![OpTotals::new("t-0", "0.16.9", "default", "true")];
+        // No hlog for t-0: its chart is skipped, latency.csv is still written.
+        let targets = vec!["t-0".to_string()];
+        export(&Results::Workload { name: "w", totals: &totals, targets: &targets }, &run).expect("exported");
+        let csv = std::fs::read_to_string(run.latency_csv()).expect("latency.csv");
+        assert_eq!(csv.lines().count(), 2, "{csv}");
+        assert!(!run.workload_charts_dir("w").exists());
     }
 }

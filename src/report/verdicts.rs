@@ -78,8 +78,27 @@ impl Tally {
     }
 }
 
-pub fn tally(rows: &[Row]) -> BTreeMap<(TestId, String), Tally> {
-    let mut m: BTreeMap<(TestId, String), Tally> = BTreeMap::new();
+/// Counts per (test, target), in that order.
+pub type Tallies = BTreeMap<(TestId, String), Tally>;
+
+/// summary.csv, as an exporter of the suite's results.
+pub struct SummaryCsv;
+
+impl super::Exporter for SummaryCsv {
+    fn name(&self) -> &'static str {
+        "summary.csv"
+    }
+
+    fn export(&self, results: &super::Results<'_>, dir: &crate::results::RunDir) -> Result<()> {
+        match results {
+            super::Results::Suite { tallies, .. } => write_summary(&dir.summary_csv(), tallies),
+            super::Results::Workload { .. } => Ok(()),
+        }
+    }
+}
+
+pub fn tally(rows: &[Row]) -> Tallies {
+    let mut m: Tallies = BTreeMap::new();
     for r in rows {
         let t = m.entry((r.test_id, r.target.clone())).or_default();
         t.name = r.test.clone();
@@ -89,9 +108,7 @@ pub fn tally(rows: &[Row]) -> BTreeMap<(TestId, String), Tally> {
 }
 
 /// Per test, the counts of every target, for [`crate::analyze::regressions::state`].
-pub fn states(
-    tallies: &BTreeMap<(TestId, String), Tally>,
-) -> BTreeMap<TestId, (String, crate::analyze::regressions::State)> {
+pub fn states(tallies: &Tallies) -> BTreeMap<TestId, (String, crate::analyze::regressions::State)> {
     use crate::analyze::regressions::{Counts, state};
     let mut per: BTreeMap<TestId, (String, Vec<Counts>)> = BTreeMap::new();
     for ((id, _), t) in tallies {
@@ -107,7 +124,7 @@ pub fn states(
 }
 
 /// `summary.csv` (`results::summary`), in (test, target) order.
-pub fn write_summary(path: &Path, tallies: &BTreeMap<(TestId, String), Tally>) -> Result<()> {
+pub fn write_summary(path: &Path, tallies: &Tallies) -> Result<()> {
     let rows: Vec<SummaryRow> = tallies
         .iter()
         .map(|((id, target), t)| SummaryRow {
@@ -127,7 +144,7 @@ pub fn write_summary(path: &Path, tallies: &BTreeMap<(TestId, String), Tally>) -
 
 /// Violated and flaky first, then counts; returns how many test × target pairs were violated or
 /// flaky, and how many only inconclusive.
-pub fn print_summary(tallies: &BTreeMap<(TestId, String), Tally>) -> (usize, usize) {
+pub fn print_summary(tallies: &Tallies) -> (usize, usize) {
     let bad: Vec<_> = tallies.iter().filter(|(_, t)| t.n(Verdict::Violated) > 0 || t.flaky()).collect();
     let unsure = tallies
         .values()
