@@ -85,8 +85,20 @@ fn three_hardened_targets(spec: &str) {
         let (c, out, err) = governed(config, name, "sudo whoami");
         assert_eq!(c, 126, "{name}: sudo was not denied: out={out} err={err}");
         assert!(!out.lines().any(|l| l.trim() == "root"), "{name}: sudo printed root");
-        // Positive control: the same channel runs an allowed command with its output.
-        let (c, out, err) = governed(config, name, "echo shim-allows-echo");
+        // Positive control: the same channel runs an allowed command with its output. agentsh
+        // now and then fails a shimmed command with exit 255 and only "agentsh: command failed"
+        // (docs/findings.md 2, ptrace injection); readiness retries it, and so does this check,
+        // saying so. Any other failure, or three in a row, fails the test.
+        let mut tries = 0;
+        let (c, out, err) = loop {
+            tries += 1;
+            let (c, out, err) = governed(config, name, "echo shim-allows-echo");
+            if c == 255 && err.contains("agentsh: command failed") && tries < 3 {
+                eprintln!("{name}: shimmed echo exited 255 (agentsh: command failed), try {tries}; trying again");
+                continue;
+            }
+            break (c, out, err);
+        };
         assert_eq!((c, out.trim()), (0, "shim-allows-echo"), "{name}: {err}");
         // `agentsh detect -o json` was recorded.
         let detect = std::fs::read(dir.join("detect.json")).expect("detect.json");
