@@ -28,6 +28,21 @@ fn three_hardened_targets_per_version_enforce_and_report_the_requested_version()
 /// harness's watchdog does, a wedge (health down on the observation channel) is recovered with
 /// the same scripts (abort this target's FUSE connections, restart the server) and the command
 /// runs once more; the wedge is reported. Anything else is the command's real result.
+/// [`governed`], tried again when agentsh fails the command with exit 255 and only "agentsh:
+/// command failed": a known agentsh flake (docs/findings.md 2, ptrace injection) that readiness
+/// also retries. Each retry is printed; any other result, or a third 255, is returned as it is.
+fn governed_past_flake(config: &std::path::Path, name: &str, cmd: &str) -> (i32, String, String) {
+    let mut tries = 1;
+    loop {
+        let (c, out, err) = governed(config, name, cmd);
+        if c != 255 || !err.contains("agentsh: command failed") || tries == 3 {
+            return (c, out, err);
+        }
+        eprintln!("{name}: `{cmd}` exited 255 (agentsh: command failed), try {tries}; trying again");
+        tries += 1;
+    }
+}
+
 fn governed(config: &std::path::Path, name: &str, cmd: &str) -> (i32, String, String) {
     let first = ssh(config, name, cmd);
     let observe = format!("{name}-observe");
@@ -78,27 +93,15 @@ fn three_hardened_targets(spec: &str) {
         let events = std::fs::read_to_string(dir.join("probe-events.json")).expect("probe-events.json");
         assert!(events.contains("abench-readiness-probe") && events.contains("deny"), "{name}: {events}");
         // The probe, again: denied with exit 126 and never run (it would print its marker).
-        let (c, out, err) = governed(config, name, "abench-denied-probe");
+        let (c, out, err) = governed_past_flake(config, name, "abench-denied-probe");
         assert_eq!(c, 126, "{name}: the probe was not denied: out={out} err={err}");
         assert!(!out.contains("abench-probe-ran"), "{name}: the probe ran");
         // The seed policy's own rule: a shimmed sudo is denied with 126 and never prints root.
-        let (c, out, err) = governed(config, name, "sudo whoami");
+        let (c, out, err) = governed_past_flake(config, name, "sudo whoami");
         assert_eq!(c, 126, "{name}: sudo was not denied: out={out} err={err}");
         assert!(!out.lines().any(|l| l.trim() == "root"), "{name}: sudo printed root");
-        // Positive control: the same channel runs an allowed command with its output. agentsh
-        // now and then fails a shimmed command with exit 255 and only "agentsh: command failed"
-        // (docs/findings.md 2, ptrace injection); readiness retries it, and so does this check,
-        // saying so. Any other failure, or three in a row, fails the test.
-        let mut tries = 0;
-        let (c, out, err) = loop {
-            tries += 1;
-            let (c, out, err) = governed(config, name, "echo shim-allows-echo");
-            if c == 255 && err.contains("agentsh: command failed") && tries < 3 {
-                eprintln!("{name}: shimmed echo exited 255 (agentsh: command failed), try {tries}; trying again");
-                continue;
-            }
-            break (c, out, err);
-        };
+        // Positive control: the same channel runs an allowed command with its output.
+        let (c, out, err) = governed_past_flake(config, name, "echo shim-allows-echo");
         assert_eq!((c, out.trim()), (0, "shim-allows-echo"), "{name}: {err}");
         // `agentsh detect -o json` was recorded.
         let detect = std::fs::read(dir.join("detect.json")).expect("detect.json");
