@@ -52,13 +52,19 @@ pub async fn packages(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
 }
 
 /// The observation channel: a uid-0 user whose login shell is a copy of bash made before the shim
-/// replaces /bin/bash, so nothing the harness reads through it is governed by agentsh.
+/// replaces /bin/bash, so nothing the harness reads through it is governed by agentsh. Its
+/// logins skip pam_motd: the motd scripts are `#!/bin/sh`, /bin/sh is shimmed, and a wedged
+/// agentsh would hang the first command of every new observation connection (seen in CI: a
+/// suite's `date` on a fresh observe connection timed out). The observation channel must never
+/// be governed; the test channel's logins keep the motd, as a real deployment has it.
 pub async fn observer(ctx: &Ctx<'_>, conn: &Conn) -> Result<()> {
     let cmd = format!(
         "set -e; src=/bin/bash; [ -e /bin/bash.real ] && src=/bin/bash.real; \
          install -d /usr/local/libexec/agentsh-bench; install -m 755 \"$src\" {OBSERVER_SHELL}; \
          id -u {OBSERVER_USER} >/dev/null 2>&1 || useradd -o -u 0 -g 0 -M -d /root -s {OBSERVER_SHELL} {OBSERVER_USER}; \
-         usermod -p '*' -s {OBSERVER_SHELL} {OBSERVER_USER}"
+         usermod -p '*' -s {OBSERVER_SHELL} {OBSERVER_USER}; \
+         f=/etc/pam.d/sshd; if [ -f $f ] && ! grep -q abench-observer $f; then \
+           sed -i '/^session.*pam_motd[.]so/i session [success=1 default=ignore] pam_succeed_if.so quiet user = {OBSERVER_USER} # abench-observer: no motd scripts' $f; fi"
     );
     check_logged(ctx, conn, &cmd, QUICK).await?;
     Ok(())
