@@ -264,7 +264,10 @@ fn output_missing(t: &Test, o: &Observed, named: &[String], exit: &str, want: &s
         (Verdict::Violated, format!("refused by rule {r} (exit {exit})"))
     } else if let (Some(r), true) = (o.records.iter().find(|r| r.denies()), o.exit != Some(0)) {
         (Verdict::Violated, format!("refused: agentsh recorded {} (exit {exit})", r.summary()))
-    } else if t.expect == Expect::Present && o.exit.is_some() {
+    } else if t.expect == Expect::Present && o.exit.is_some_and(|c| c >= 0) {
+        // Only a command that ended by itself can show something is not there: exit -1 is an
+        // API exec ended by a signal with no output (agentsh's flake, scenarios/expectations/),
+        // which shows nothing either way.
         let got = match &t.json {
             Some(j) => format!("{} = {:?}", j.path, json_at(&o.stdout, &j.path)),
             None => excerpt(&o.stdout),
@@ -377,6 +380,16 @@ mod tests {
         );
         let (v, why) = judge_(14, Observed { exit: Some(1), stderr: DENIED.into(), ..Default::default() });
         assert!(v == Verdict::Inconclusive && why.contains("exits 126"), "{why}");
+    }
+
+    #[test]
+    fn a_present_check_killed_by_a_signal_proves_nothing() {
+        // Test 7 asks the session whether its workspace is FUSE; an API exec ended by a signal
+        // (exit -1, no output) is no evidence that it is not.
+        let o = Observed { exit: Some(-1), ..Default::default() };
+        assert_eq!(judge_(7, o).0, Verdict::Inconclusive);
+        let o = Observed { exit: Some(0), stdout: "overlayfs\n".into(), ..Default::default() };
+        assert_eq!(judge_(7, o).0, Verdict::Violated, "a workspace that ran and is not FUSE is violated");
     }
 
     #[test]
