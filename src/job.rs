@@ -201,10 +201,8 @@ pub async fn main_job(cfg: &RunConfig, provider: &dyn Provider, stop: &Stop) -> 
     let run = provider::new_run_tag();
     // Ctrl-C while provisioning drops the job (its ssh and engine child processes die with it);
     // during the workload it stops the drivers and keeps what they sent (see run_workload).
-    let p = match provision_or_stop(&cfg.targets, provider, &run, cfg.out.as_deref(), stop).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return Ok(exit::INTERRUPTED),
-        Err(e) => return Err(e),
+    let Some(p) = provision_or_stop(&cfg.targets, provider, &run, cfg.out.as_deref(), stop).await? else {
+        return Ok(exit::INTERRUPTED);
     };
     let (suite_code, suite_interrupted) = match &cfg.suite {
         Some(suite) => run_suite(&p, suite, &run, stop).await?,
