@@ -43,9 +43,10 @@ pub struct WorkloadArgs {
     /// is a regression (listed first, regressions.csv, exit 1).
     #[arg(long, value_name = "DIR")]
     pub baseline: Option<PathBuf>,
-    /// Workload to run on every target after provisioning: a name from scenarios/workloads/, a
-    /// path to a .toml, or none.
-    #[arg(long, default_value = "none", value_name = "NAME")]
+    /// Workload to run on every target after the suite: a name from scenarios/workloads/, a
+    /// path to a .toml, or none. The default, auto, is `default` (every governed op with its
+    /// expected decision) on targets with agentsh and none with `--agentsh none`.
+    #[arg(long, default_value = "auto", value_name = "NAME")]
     pub workload: String,
     /// Override the workload's measured duration (e.g. 30s, 10m).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]

@@ -128,7 +128,7 @@ pub struct RunConfig {
 
 impl RunConfig {
     pub fn from_cli(targets: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep: bool) -> Result<RunConfig> {
-        let workload = workload_plan(w)?;
+        let workload = workload_plan(w, targets.agentsh.as_str() == "none")?;
         let suite = match w.iterations {
             0 if w.baseline.is_some() => {
                 return Err(exit::usage("--baseline compares suite verdicts: it needs --iterations of 1 or more"));
@@ -154,15 +154,24 @@ impl RunConfig {
     }
 }
 
-/// The workload plan of a run, with `--duration` and `--rate` applied.
-fn workload_plan(w: &WorkloadArgs) -> Result<Option<Plan>> {
-    if w.workload == "none" {
+/// The workload plan of a run, with `--duration` and `--rate` applied. `auto` is `default` with
+/// agentsh and none without it: a baseline run measures the governed ops' ungoverned twins only
+/// when asked (`--agentsh none --workload default`).
+fn workload_plan(w: &WorkloadArgs, without_agentsh: bool) -> Result<Option<Plan>> {
+    let name = match w.workload.as_str() {
+        "auto" if without_agentsh => "none",
+        "auto" => "default",
+        n => n,
+    };
+    if name == "none" {
         if w.duration.is_some() || w.rate.is_some() {
-            return Err(exit::usage("--duration and --rate go with --workload NAME"));
+            return Err(exit::usage(
+                "--duration and --rate go with --workload NAME (without agentsh, none runs unless one is named)",
+            ));
         }
         return Ok(None);
     }
-    let plan = crate::workload::load(&w.workload)?;
+    let plan = crate::workload::load(name)?;
     crate::workload::with_overrides(plan, w.duration, w.rate).map(Some)
 }
 
@@ -191,13 +200,17 @@ mod tests {
         assert_eq!(cfg.targets.agentsh.to_string(), crate::agentsh::DEFAULT_VERSION);
         let suite = cfg.suite.expect("the suite runs by default");
         assert_eq!((suite.iterations, suite.suite.tests.len()), (1, 90));
-        assert!(cfg.workload.is_none());
+        assert_eq!(cfg.workload.map(|p| p.name).as_deref(), Some("default"), "the governed mix runs by default");
+        let c = cli(&["--agentsh", "none"]);
+        let cfg = RunConfig::from_cli(&c.targets, &c.workload, None, false).expect("valid");
+        assert!(cfg.workload.is_none(), "no governed ops to judge without agentsh");
     }
 
     #[test]
     fn bad_arguments_are_usage_errors_before_anything_runs() {
         assert!(usage_error(&["--iterations", "0", "--baseline", "/tmp"]).contains("--baseline"));
-        assert!(usage_error(&["--duration", "5s"]).contains("--workload"));
+        assert!(usage_error(&["--agentsh", "none", "--duration", "5s"]).contains("--workload"));
+        assert!(usage_error(&["--workload", "none", "--rate", "5"]).contains("--workload"));
         assert!(usage_error(&["--agentsh", "0.16"]).contains("--agentsh"));
         assert!(usage_error(&["--provider", "ssh"]).contains("--inventory"));
         assert!(usage_error(&["--policy", "/no/such/policy.yaml"]).contains("/no/such/policy.yaml"));

@@ -456,6 +456,7 @@ async fn run_workload(p: &Provisioned, plan: &Plan, stop: &Stop) -> Result<(u8, 
                     driver_rss_kb_first_minute: t.driver_rss_kb_first_minute,
                     driver_rss_kb_last_minute: t.driver_rss_kb_last_minute,
                     finished: t.finished,
+                    wedges: t.wedges,
                 });
                 rows.extend(t.totals);
             }
@@ -469,11 +470,20 @@ async fn run_workload(p: &Provisioned, plan: &Plan, stop: &Stop) -> Result<(u8, 
     let results = crate::report::Results::Workload { name: &plan.name, totals: &rows, targets: &targets };
     // One chart per target can take seconds: off the async workers.
     tokio::task::block_in_place(|| crate::report::export(&results, &p.dir))?;
+    let wedged = per_target.clone();
     p.dir.write_json(
         &p.dir.workload_json(),
-        &manifest::Workload { plan: plan.clone(), interrupted, targets: per_target },
+        &manifest::Workload { plan: plan.clone(), interrupted, targets: per_target.clone() },
     )?;
     crate::report::latency::print_summary(&rows);
+    for t in &wedged {
+        for w in &t.wedges {
+            eprintln!(
+                "{}: agentsh wedged {:.0} s into the workload ({}); {} after {:.1} s",
+                t.target, w.at_s, w.why, w.outcome, w.recovery_s
+            );
+        }
+    }
     let wrong: u64 = rows.iter().map(|r| r.counts.wrong).sum();
     let code = if failed > 0 {
         exit::INFRA

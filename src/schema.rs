@@ -22,6 +22,11 @@ pub struct Plan {
     pub late_after_us: u64,
     /// Folder on the target for file ops (one subfolder per worker).
     pub workspace: String,
+    /// Set by the controller for a target without agentsh: governed ops run as their ungoverned
+    /// twins (the command itself, the GET sent straight to its host) and are judged only on
+    /// having run, which is what the baseline of an overhead ratio needs.
+    #[serde(default)]
+    pub ungoverned: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -61,6 +66,35 @@ pub enum OpKind {
     FileCycle { bytes: usize },
     /// HTTP/1.0 GET of `path` from the driver's own loopback fixture server.
     HttpGet { path: String, expect_status: u16 },
+    /// An operation agentsh governs, and the decision it must make about it.
+    Governed { via: Via, expected: Expected, timeout_ms: u64 },
+}
+
+/// How a governed op reaches agentsh.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// `/bin/bash -c COMMAND`: bash is agentsh's shell shim, which runs the command in the shim's
+    /// session (precheck, then ptrace, seccomp, Landlock and FUSE on what it starts).
+    Shim { command: String },
+    /// `POST /api/v1/sessions/{id}/exec` in the worker's own session (one exec at a time per
+    /// session, so one session per worker).
+    Session { argv: Vec<String> },
+    /// An HTTP/1.0 GET of `url` sent to the worker's session proxy (its `proxy_url`).
+    Proxy { url: String },
+}
+
+/// The decision a governed op must get. A wrong decision is the opposite one shown: a refusal
+/// of an allowed op, or the effect of a denied one. Anything else that goes wrong (an agentsh
+/// error, a hang) is an error by kind, not a decision.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Expected {
+    /// Runs and produces what `Expect` says (for `proxy`, `exit` is the HTTP status).
+    Allow(Expect),
+    /// Refused; `effect` is text in its output (or the response body) that only an op that ran
+    /// can produce.
+    Deny { effect: String },
 }
 
 /// What an allowed operation must produce; anything else is a wrong decision, not an error.

@@ -15,6 +15,16 @@ pub fn first_json(text: &str) -> Option<serde_json::Value> {
     serde_json::Deserializer::from_str(&text[start..]).into_iter::<serde_json::Value>().next()?.ok()
 }
 
+/// Lines agentsh prints on every governed command whatever happens (its ptracer's Yama notice,
+/// Landlock's and seccomp's set-up notes). They fill the first 200 characters of every stderr
+/// and hide the line that says what went wrong, so excerpts leave them out.
+const NOISE: &[&str] = &["PR_SET_PTRACER(", "landlock: restrictions applied", "INFO seccomp: filter loaded"];
+
+/// `stderr` without agentsh's routine notes (for the suite's excerpts and the driver's samples).
+pub fn meaningful(stderr: &str) -> String {
+    stderr.lines().filter(|l| !NOISE.iter().any(|n| l.trim_start().starts_with(n))).collect::<Vec<_>>().join("\n")
+}
+
 /// Where `program` is on `$PATH`, then in `extra` directories (tools installed outside the PATH).
 pub fn which(program: &str, extra: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();

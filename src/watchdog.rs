@@ -73,7 +73,13 @@ pub async fn recover(observe: &Conn, dir: &Path, n: u32, why: &str) -> Result<St
     std::fs::write(dir.join(format!("wedge-{n}.txt")), format!("wedge {n}: {why}\n{evidence}"))
         .with_context(|| format!("writing {}", dir.display()))?;
     let aborted = observe.run(ABORT_FUSE, quick).await.context("aborting FUSE connections")?;
-    let restart = format!("pkill -9 -f '^agentsh' ; sleep 0.5; {}", crate::target::SERVER_START);
+    // A killed server whose thread sits in clone() behind a FUSE request lingers, and its fork
+    // may have mounted anew since the first abort (seen under load): abort again after the
+    // kill, then kill again, so that the port is free for the new server.
+    let restart = format!(
+        "pkill -9 -f '^agentsh' ; sleep 0.5\n{ABORT_FUSE}\npkill -9 -f '^agentsh' ; sleep 0.5\n{}",
+        crate::target::SERVER_START
+    );
     let out = observe.run(&restart, quick * 2).await.context("restarting the agentsh server")?;
     if !out.ok() {
         bail!("the agentsh server did not come back after wedge {n}: {}", out.describe());

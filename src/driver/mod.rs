@@ -7,6 +7,7 @@
 //! interval only, so memory stays flat however long the run.
 
 mod fixture;
+mod governed;
 mod ops;
 
 use std::collections::BTreeMap;
@@ -243,7 +244,11 @@ fn record(
     let interval = Duration::from_millis(plan.interval_ms.max(1));
     let mut rec = Recorder::new(plan, t0);
     let mut boundary = from + interval;
+    let give_up = end + straggler_limit(plan);
     loop {
+        if Instant::now() >= give_up {
+            return abandon(plan, rec, boundary - interval, out);
+        }
         // Past the end, only stragglers remain: wait for them without spinning.
         let deadline = if boundary <= end { boundary } else { Instant::now() + Duration::from_millis(100) };
         let msg = rx.recv_deadline(deadline);
@@ -277,6 +282,40 @@ fn record(
     finished.measured_ms = plan.duration_ms;
     finished.samples = rec.samples;
     emit(out, &Record::Finished(finished))
+}
+
+/// How long past the end ops still running are waited for: the longest op time-out, and a
+/// margin for the kill to land.
+fn straggler_limit(plan: &Plan) -> Duration {
+    let longest = plan
+        .ops
+        .iter()
+        .map(|o| match &o.kind {
+            schema::OpKind::Exec { timeout_ms, .. } | schema::OpKind::Governed { timeout_ms, .. } => *timeout_ms,
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    Duration::from_millis(longest) + Duration::from_secs(10)
+}
+
+/// Ops that outlive every time-out are stuck where no signal reaches them: in the kernel, waiting
+/// on a wedged agentsh's FUSE mount (docs/findings.md 1). The driver reports what it has, says
+/// so in a sample, and exits without joining those workers (joining would hang it with them).
+fn abandon(plan: &Plan, mut rec: Recorder, start: Instant, out: &mut impl Write) -> Result<()> {
+    let now = Instant::now();
+    if rec.cur.iter().any(|c| c.count > 0) {
+        rec.flush(start, now.saturating_duration_since(start).max(Duration::from_millis(1)), out)?;
+    }
+    let mut finished = rec.finished;
+    finished.measured_ms = plan.duration_ms;
+    finished.samples = rec.samples;
+    finished.samples.entry("(driver)".into()).or_default().push(format!(
+        "stopped waiting for ops still running {:?} after the end: stuck in the kernel (a wedged agentsh?)",
+        straggler_limit(plan)
+    ));
+    emit(out, &Record::Finished(finished))?;
+    std::process::exit(0)
 }
 
 /// What the recorder keeps between boundaries: only the open interval per op (so memory stays

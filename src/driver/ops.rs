@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::schema::{Expect, OpKind, OpSpec, Plan};
+use super::governed::{Seen, Sessions, judge, judge_ungoverned};
+use crate::schema::{Expect, Expected, OpKind, OpSpec, Plan, Via};
 
 pub enum Outcome {
     Ok,
@@ -18,7 +19,7 @@ pub enum Outcome {
     Error { kind: &'static str, detail: String },
 }
 
-fn error(kind: &'static str, detail: impl std::fmt::Display) -> Outcome {
+pub fn error(kind: &'static str, detail: impl std::fmt::Display) -> Outcome {
     Outcome::Error { kind, detail: detail.to_string() }
 }
 
@@ -27,13 +28,24 @@ pub struct Runner {
     fixture_port: u16,
     workspace: PathBuf,
     watchdog: Watchdog,
+    sessions: Sessions,
+    /// No agentsh on this target: governed ops run as their ungoverned twins.
+    ungoverned: bool,
 }
 
 impl Runner {
     pub fn new(plan: &Plan, fixture_port: u16) -> Result<Runner> {
         let workspace = PathBuf::from(&plan.workspace);
         std::fs::create_dir_all(&workspace).with_context(|| format!("creating workspace {}", workspace.display()))?;
-        Ok(Runner { ops: plan.ops.clone(), fixture_port, workspace, watchdog: Watchdog::start() })
+        let sessions = Sessions::new(plan.load.workers().max(1), &workspace, fixture_port, plan.ungoverned);
+        Ok(Runner {
+            ops: plan.ops.clone(),
+            fixture_port,
+            workspace,
+            watchdog: Watchdog::start(),
+            sessions,
+            ungoverned: plan.ungoverned,
+        })
     }
 
     pub fn run(&self, op: usize, worker: usize) -> Outcome {
@@ -42,33 +54,46 @@ impl Runner {
             OpKind::Exec { argv, expect, timeout_ms } => self.exec(argv, expect, Duration::from_millis(*timeout_ms)),
             OpKind::FileCycle { bytes } => self.file_cycle(worker, *bytes),
             OpKind::HttpGet { path, expect_status } => self.http_get(path, *expect_status),
+            OpKind::Governed { via: Via::Shim { command }, expected, timeout_ms } => {
+                self.shim(command, expected, Duration::from_millis(*timeout_ms))
+            }
+            OpKind::Governed { via: Via::Session { argv }, expected, timeout_ms } if self.ungoverned => {
+                let dir = self.sessions.dir(worker);
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    return error("io", format!("{}: {e}", dir.display()));
+                }
+                match self.output(argv, Some(&dir), Duration::from_millis(*timeout_ms)) {
+                    Ok((code, output, errors)) => {
+                        judge_ungoverned(expected, &Seen { code, output, errors, refused_by_agentsh: None })
+                    }
+                    Err(o) => o,
+                }
+            }
+            OpKind::Governed { via, expected, timeout_ms } => {
+                self.sessions.run(worker, via, expected, Duration::from_millis(*timeout_ms))
+            }
+        }
+    }
+
+    /// `/bin/bash -c COMMAND` from the workspace: bash is the shim, and the shim keys its session
+    /// on the working directory, so every shim op of this driver shares one session (as every
+    /// command of one agent does).
+    fn shim(&self, command: &str, expected: &Expected, timeout: Duration) -> Outcome {
+        let argv = ["/bin/bash".to_string(), "-c".into(), command.into()];
+        match self.output(&argv, Some(&self.workspace), timeout) {
+            Ok((code, output, errors)) => {
+                let seen = Seen { code, output, errors, refused_by_agentsh: None };
+                if self.ungoverned { judge_ungoverned(expected, &seen) } else { judge(expected, &seen) }
+            }
+            Err(o) => o,
         }
     }
 
     fn exec(&self, argv: &[String], expect: &Expect, timeout: Duration) -> Outcome {
-        let child = match Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => return error("spawn", format!("{}: {e}", argv[0])),
-        };
-        let guard = self.watchdog.watch(child.id(), timeout);
-        let out = child.wait_with_output();
-        let timed_out = guard.finish();
-        let out = match out {
+        let (code, stdout, stderr) = match self.output(argv, None, timeout) {
             Ok(o) => o,
-            Err(e) => return error("wait", e),
+            Err(o) => return o,
         };
-        if timed_out {
-            return error("timeout", format!("{} killed after {timeout:?}", argv.join(" ")));
-        }
-        let code = out.status.code();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
         if code != Some(expect.exit) {
             return Outcome::Wrong(format!("exit {code:?}, expected {}; stderr: {}", expect.exit, stderr.trim()));
         }
@@ -83,6 +108,39 @@ impl Runner {
             return Outcome::Wrong(format!("stderr lacks {want:?}: {}", stderr.trim()));
         }
         Outcome::Ok
+    }
+
+    /// Runs `argv` to its end or its deadline: exit code, stdout, stderr; or the error outcome.
+    fn output(
+        &self,
+        argv: &[String],
+        dir: Option<&std::path::Path>,
+        timeout: Duration,
+    ) -> Result<(Option<i32>, String, String), Outcome> {
+        let mut cmd = Command::new(&argv[0]);
+        if let Some(d) = dir {
+            cmd.current_dir(d);
+        }
+        let child =
+            match cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+                Ok(c) => c,
+                Err(e) => return Err(error("spawn", format!("{}: {e}", argv[0]))),
+            };
+        let guard = self.watchdog.watch(child.id(), timeout);
+        let out = child.wait_with_output();
+        let timed_out = guard.finish();
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => return Err(error("wait", e)),
+        };
+        if timed_out {
+            return Err(error("timeout", format!("{} killed after {timeout:?}", argv.join(" "))));
+        }
+        Ok((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
     }
 
     fn file_cycle(&self, worker: usize, bytes: usize) -> Outcome {

@@ -128,6 +128,21 @@ pub struct WorkloadTarget {
     pub driver_rss_kb_first_minute: u64,
     pub driver_rss_kb_last_minute: u64,
     pub finished: Finished,
+    /// Times the agentsh server wedged under this load and was brought back (docs/findings.md 1).
+    #[serde(default)]
+    pub wedges: Vec<Wedge>,
+}
+
+/// One wedge of the agentsh server during a workload, and how it ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Wedge {
+    /// Seconds after the workload started on this target.
+    pub at_s: f64,
+    /// From detection to a server answering again (or to the failed attempt).
+    pub recovery_s: f64,
+    pub why: String,
+    /// What the recovery did, or why it failed.
+    pub outcome: String,
 }
 
 #[cfg(test)]
@@ -233,6 +248,7 @@ mod tests {
                 driver_rss_kb_first_minute: 5,
                 driver_rss_kb_last_minute: 6,
                 finished: finished.clone(),
+                wedges: vec![Wedge { at_s: 10.0, recovery_s: 1.2, why: "health".into(), outcome: "recovered".into() }],
             }],
         };
         d.write_json(&d.workload_json(), &w).unwrap();
@@ -242,6 +258,7 @@ mod tests {
             "driver_rss_kb_first_minute": 5u64,
             "driver_rss_kb_last_minute": 6u64,
             "finished": finished,
+            "wedges": [{"at_s": 10.0, "recovery_s": 1.2, "why": "health", "outcome": "recovered"}],
         })];
         let old = json!({"plan": plan(), "interrupted": true, "targets": per_target});
         assert_eq!(

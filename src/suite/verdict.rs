@@ -73,15 +73,7 @@ pub fn rules_in(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Lines agentsh prints on every governed command whatever happens (its ptracer's Yama notice,
-/// Landlock's and seccomp's set-up notes). They fill the first 200 characters of every stderr
-/// and hide the line that says what went wrong, so excerpts leave them out.
-const NOISE: &[&str] = &["PR_SET_PTRACER(", "landlock: restrictions applied", "INFO seccomp: filter loaded"];
-
-/// `stderr` without agentsh's routine notes.
-pub fn meaningful(stderr: &str) -> String {
-    stderr.lines().filter(|l| !NOISE.iter().any(|n| l.trim_start().starts_with(n))).collect::<Vec<_>>().join("\n")
-}
+pub use crate::text::meaningful;
 
 fn excerpt(s: &str) -> String {
     let s = meaningful(s);

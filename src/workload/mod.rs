@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde::Deserialize;
 
 use crate::exit::usage;
-use crate::schema::{Expect, Load, OpKind, OpSpec, Plan};
+use crate::schema::{Expect, Expected, Load, OpKind, OpSpec, Plan, Via};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +52,15 @@ struct OpToml {
     http_get: Option<HttpGet>,
     #[serde(default)]
     noop: bool,
+    /// Governed kinds: a command through the shell shim, an exec through the session API, a GET
+    /// through the session's proxy. Each needs a `decision`.
+    shim: Option<String>,
+    session_exec: Option<Vec<String>>,
+    proxy_get: Option<String>,
+    /// `"allow"` or `"deny"`: what agentsh must decide about a governed op.
+    decision: Option<String>,
+    /// For a denied op: output only an op that ran can produce.
+    effect: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +121,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Plan> {
         interval_ms: f.interval.as_deref().map(|w| src.dur("interval", w)).transpose()?.unwrap_or(1000).max(10),
         late_after_us: f.late_after_us.unwrap_or(1000),
         workspace: f.workspace.unwrap_or_else(|| "/root/abench-workspace".into()),
+        ungoverned: false,
     })
 }
 
@@ -184,17 +194,24 @@ fn parse_op(src: &Source, spanned: &toml::Spanned<OpToml>, before: &[OpSpec]) ->
     if o.name.is_empty() || o.name.contains([',', ' ', '/', '\n']) {
         return Err(err("name must be non-empty without ',', ' ' or '/' (it becomes an hlog tag)".into()));
     }
+    let governed = o.shim.is_some() || o.session_exec.is_some() || o.proxy_get.is_some();
     let kinds = usize::from(o.exec.is_some())
         + usize::from(o.file_cycle.is_some())
         + usize::from(o.http_get.is_some())
-        + usize::from(o.noop);
+        + usize::from(o.noop)
+        + usize::from(o.shim.is_some())
+        + usize::from(o.session_exec.is_some())
+        + usize::from(o.proxy_get.is_some());
     if kinds != 1 {
-        return Err(err("needs exactly one of exec, file_cycle, http_get, noop".into()));
+        return Err(err("needs exactly one of exec, file_cycle, http_get, noop, shim, session_exec, proxy_get".into()));
     }
-    if o.exec.is_none() && (o.expect.is_some() || o.timeout.is_some()) {
-        return Err(err("expect and timeout go with exec".into()));
+    if o.exec.is_none() && !governed && (o.expect.is_some() || o.timeout.is_some()) {
+        return Err(err("expect and timeout go with exec and the governed kinds".into()));
     }
-    let kind = op_kind(src, o, &err)?;
+    if !governed && (o.decision.is_some() || o.effect.is_some()) {
+        return Err(err("decision and effect go with the governed kinds (shim, session_exec, proxy_get)".into()));
+    }
+    let kind = if governed { governed_kind(src, o, &err)? } else { op_kind(src, o, &err)? };
     Ok(OpSpec { name: o.name.clone(), weight: o.weight, kind })
 }
 
@@ -223,6 +240,50 @@ fn op_kind(src: &Source, o: &OpToml, err: &dyn Fn(String) -> anyhow::Error) -> R
     } else {
         OpKind::Noop
     })
+}
+
+/// A governed op: how it reaches agentsh and the decision it must get, both required.
+fn governed_kind(src: &Source, o: &OpToml, err: &dyn Fn(String) -> anyhow::Error) -> Result<OpKind> {
+    let (via, allow_default) = if let Some(command) = &o.shim {
+        if command.trim().is_empty() {
+            return Err(err("shim needs a command".into()));
+        }
+        (Via::Shim { command: command.clone() }, 0)
+    } else if let Some(argv) = &o.session_exec {
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(err("session_exec needs a program".into()));
+        }
+        (Via::Session { argv: argv.clone() }, 0)
+    } else if let Some(url) = &o.proxy_get {
+        if !url.starts_with("http://") || url["http://".len()..].split('/').next().unwrap_or("").is_empty() {
+            return Err(err("proxy_get needs an http://HOST/PATH url".into()));
+        }
+        (Via::Proxy { url: url.clone() }, 200)
+    } else {
+        return Err(err("not a governed kind".into()));
+    };
+    let expected = match o.decision.as_deref() {
+        None => return Err(err("a governed op needs decision = \"allow\" or \"deny\"".into())),
+        Some("allow") => {
+            if o.effect.is_some() {
+                return Err(err("effect goes with decision = \"deny\"".into()));
+            }
+            Expected::Allow(o.expect.clone().unwrap_or(Expect { exit: allow_default, ..Expect::default() }))
+        }
+        Some("deny") => match (&o.effect, &o.expect) {
+            (_, Some(_)) => return Err(err("a denied op has an effect, not an expect".into())),
+            (Some(effect), None) if !effect.is_empty() => Expected::Deny { effect: effect.clone() },
+            _ => return Err(err("decision = \"deny\" needs effect: output only an op that ran can produce".into())),
+        },
+        Some(other) => return Err(err(format!("unknown decision {other:?} (allow or deny)"))),
+    };
+    // A governed op normally takes well under a second; one that takes 10 s has met a wedged
+    // server, and the worker had better try again with a new session.
+    let timeout_ms = match &o.timeout {
+        Some(t) => src.dur("timeout", t)?,
+        None => 10_000,
+    };
+    Ok(OpKind::Governed { via, expected, timeout_ms })
 }
 
 /// `--duration` and `--rate` on the command line override the file (benches and quick looks).
@@ -290,6 +351,29 @@ file_cycle = { bytes = 4096 }
 
         let no_load = GOOD.replace("rate = 100", "");
         assert!(format!("{}", parse_str(&no_load).unwrap_err()).starts_with("w.toml:5: [load] needs exactly one"));
+    }
+
+    #[test]
+    fn a_governed_op_needs_a_known_decision_named_at_its_line() {
+        let base = "name = \"g\"\nduration = \"1s\"\n[load]\nrate = 1\n[[op]]\nname = \"api\"\nsession_exec = [\"/bin/echo\"]\n";
+        let missing = parse_str(base).unwrap_err();
+        assert_eq!(format!("{missing}"), "w.toml:5: op \"api\": a governed op needs decision = \"allow\" or \"deny\"");
+        assert_eq!(crate::exit::code_for(&missing), crate::exit::USAGE);
+        let unknown = parse_str(&format!("{base}decision = \"maybe\"\n")).unwrap_err();
+        assert_eq!(format!("{unknown}"), "w.toml:5: op \"api\": unknown decision \"maybe\" (allow or deny)");
+        let no_effect = parse_str(&format!("{base}decision = \"deny\"\n")).unwrap_err();
+        assert!(format!("{no_effect}").contains("needs effect"), "{no_effect}");
+        let ungoverned = GOOD.replace("weight = 3", "weight = 3\ndecision = \"allow\"");
+        assert!(format!("{}", parse_str(&ungoverned).unwrap_err()).contains("go with the governed kinds"));
+        let p = parse_str(&format!("{base}decision = \"deny\"\neffect = \"root\"\n")).unwrap();
+        assert_eq!(
+            p.ops[0].kind,
+            OpKind::Governed {
+                via: Via::Session { argv: vec!["/bin/echo".into()] },
+                expected: Expected::Deny { effect: "root".into() },
+                timeout_ms: 10_000
+            }
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub struct TargetResult {
     /// Peak driver RSS (kB) in the first and in the last minute of the measured run.
     pub driver_rss_kb_first_minute: u64,
     pub driver_rss_kb_last_minute: u64,
+    pub wedges: Vec<crate::results::manifest::Wedge>,
 }
 
 /// How the driver is started on a target.
@@ -106,15 +107,70 @@ async fn run_one(
     let conn = Conn::connect(&format!("{name}/observe"), &ready.target.observe, control_dir, 6).await?;
     let version = ready.agentsh_version.clone().unwrap_or_else(|| "none".into());
     let run_dir = RunDir::at(out);
+    let wedge_dir = run_dir.target_dir(name).join(format!("workload-{}", plan.name));
     let hist_dir = run_dir.workload_histograms_dir(&plan.name);
     std::fs::create_dir_all(&hist_dir).with_context(|| format!("creating {}", hist_dir.display()))?;
     let mut collector = Collector::new(name, version, Mode::of(ready).as_str(), plan, run_dir, line);
 
-    let stdin = serde_json::to_vec(plan)?;
+    let plan_sent = Plan { ungoverned: Mode::of(ready) == Mode::Baseline, ..plan.clone() };
+    let stdin = serde_json::to_vec(&plan_sent)?;
     let budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms) + Duration::from_secs(120);
     let command = format!("{}{} driver", launcher.prefix(), crate::target::DRIVER_PATH);
-    let (status, stopped) = conn.stream(&command, &stdin, budget, stop, |text| collector.take_line(text)).await?;
-    collector.finish(&status, stopped)
+    let wedges = std::cell::RefCell::new(Vec::new());
+    let streamed = conn.stream(&command, &stdin, budget, stop, |text| collector.take_line(text));
+    let (status, stopped) = if ready.agentsh_version.is_some() {
+        tokio::select! {
+            r = streamed => r?,
+            never = watch_for_wedges(&conn, &wedge_dir, &wedges) => match never {},
+        }
+    } else {
+        streamed.await?
+    };
+    let mut result = collector.finish(&status, stopped)?;
+    result.wedges = wedges.into_inner();
+    Ok(result)
+}
+
+/// How often the server's health is read during a workload, and how long it may take to answer.
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs next to a governed workload until it ends: when agentsh's server stops answering its
+/// health endpoint (the FUSE wedge, docs/findings.md 1, comes within seconds under load), keeps
+/// the evidence, brings the server back as the suite's watchdog does, and records the wedge. The
+/// driver's ops meanwhile time out and count as errors; its sessions are made again afterwards.
+async fn watch_for_wedges(
+    observe: &Conn,
+    dir: &Path,
+    wedges: &std::cell::RefCell<Vec<crate::results::manifest::Wedge>>,
+) -> std::convert::Infallible {
+    let start = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(HEALTH_EVERY).await;
+        let health = format!("curl -sf --max-time 5 {}", crate::target::HEALTH);
+        let why = match observe.run(&health, Duration::from_secs(15)).await {
+            Ok(o) if o.ok() => continue,
+            Ok(o) => format!("{} did not answer: {}", crate::target::HEALTH, o.describe()),
+            // The observation channel failing is the target's loss, which the stream reports.
+            Err(_) => continue,
+        };
+        let at = start.elapsed();
+        let n = wedges.borrow().len() as u32 + 1;
+        let outcome = match std::fs::create_dir_all(dir) {
+            Ok(()) => match crate::watchdog::recover(observe, dir, n, &why).await {
+                Ok(aborted) => format!("recovered: {aborted}"),
+                Err(e) => format!("not recovered: {e:#}"),
+            },
+            Err(e) => format!("not recovered: creating {}: {e}", dir.display()),
+        };
+        tracing::warn!("workload: agentsh wedged ({why}); {outcome}");
+        let recovery_s = (start.elapsed() - at).as_secs_f64();
+        let lost = outcome.starts_with("not recovered");
+        wedges.borrow_mut().push(crate::results::manifest::Wedge { at_s: at.as_secs_f64(), recovery_s, why, outcome });
+        if lost {
+            // Nothing more to try on this target; the driver ends on its own deadline.
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// What one target's driver stream has built up so far: the per-op totals, the open `.hlog`
@@ -264,6 +320,7 @@ impl<'a> Collector<'a> {
             partial: stopped,
             driver_rss_kb_first_minute: first,
             driver_rss_kb_last_minute: last,
+            wedges: Vec::new(),
         })
     }
 }
@@ -284,6 +341,7 @@ mod tests {
             interval_ms: 1000,
             late_after_us: 1000,
             workspace: "/tmp/w".into(),
+            ungoverned: false,
         }
     }
 
