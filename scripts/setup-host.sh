@@ -13,8 +13,9 @@ set -euo pipefail
 # podman+runc+catatonit: the local targets (catatonit is podman's --init); mmdebstrap: their image;
 # openssh-client: the control channel; openssh-server: the exe.dev stand-in of the tests (never started
 # as a service); curl, gcc, pkg-config, libseccomp-dev: obtaining agentsh (release download or cgo build);
-# python3: the stand-in's JSON; hyperfine: the driver bench's reference.
-packages=(podman runc catatonit mmdebstrap openssh-client openssh-server curl gcc make pkg-config libseccomp-dev python3 python3-venv hyperfine)
+# python3: the stand-in's JSON; hyperfine: the driver bench's reference; chromium: tests/html_report.rs
+# opens the HTML report in it (headless) to check it renders without console errors.
+packages=(podman runc catatonit mmdebstrap openssh-client openssh-server curl gcc make pkg-config libseccomp-dev python3 python3-venv hyperfine chromium)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -153,6 +153,12 @@ pub enum Command {
         #[arg(long)]
         workload: Option<String>,
     },
+    /// Write (or rewrite) RUN/report.html, a self-contained page of the run's results (no network
+    /// needed to open it), and print its path.
+    Report {
+        /// Results directory of the run.
+        run: PathBuf,
+    },
     /// The on-target driver: reads a plan on stdin, streams records on stdout (run by the harness).
     #[command(hide = true)]
     Driver,

@@ -1,5 +1,5 @@
 //! Dispatch: each subcommand to the stage or module that does it. The main job and `up` are in
-//! `job`; what is left here are the few-line commands (down, ls, compare, manifest).
+//! `job`; what is left here are the few-line commands (down, ls, compare, report, manifest).
 
 use std::path::Path;
 
@@ -23,6 +23,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Some(Command::Driver) => unreachable!("the driver runs before the async runtime starts"),
         Some(Command::Manifest { config, alias, against }) => manifest(config, alias, against.as_deref()).await,
         Some(Command::Compare { base, run, workload }) => compare(&base, &run, workload.as_deref()),
+        Some(Command::Report { run }) => report(&run),
         Some(Command::Up { targets, out }) => {
             let targets = TargetConfig::from_args(&targets)?;
             let provider = targets.provider()?;
@@ -135,6 +136,15 @@ fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
     let out = RunDir::at(run).comparison_csv(&workload);
     crate::analyze::write_csv(&out, &rows)?;
     println!("written: {}", out.display());
+    Ok(exit::OK)
+}
+
+/// `report RUN`: a folder that is not there is bad usage, not a failed run.
+fn report(run: &Path) -> Result<u8> {
+    if !run.is_dir() {
+        return Err(exit::usage(format!("{}: no such run folder", run.display())));
+    }
+    println!("{}", crate::report::html::write(&RunDir::at(run))?.display());
     Ok(exit::OK)
 }
 

@@ -7,6 +7,7 @@
 //! keeps every finished test.
 
 pub mod charts;
+pub mod html;
 pub mod latency;
 pub mod verdicts;
 

@@ -125,7 +125,14 @@ pub fn states(tallies: &Tallies) -> BTreeMap<TestId, (String, crate::analyze::re
 
 /// `summary.csv` (`results::summary`), in (test, target) order.
 pub fn write_summary(path: &Path, tallies: &Tallies) -> Result<()> {
-    let rows: Vec<SummaryRow> = tallies
+    crate::results::summary::write(path, &summary_rows(tallies))
+}
+
+/// The rows of summary.csv, in (test, target) order: one function, so that the HTML report's
+/// table for a run without summary.csv (a crash before the end) counts and judges flakiness as
+/// the file does.
+pub fn summary_rows(tallies: &Tallies) -> Vec<SummaryRow> {
+    tallies
         .iter()
         .map(|((id, target), t)| SummaryRow {
             test_id: *id,
@@ -138,8 +145,7 @@ pub fn write_summary(path: &Path, tallies: &Tallies) -> Result<()> {
             informational: t.n(Verdict::Informational),
             flaky: t.flaky(),
         })
-        .collect();
-    crate::results::summary::write(path, &rows)
+        .collect()
 }
 
 /// Violated and flaky first, then counts; returns how many test × target pairs were violated or

@@ -134,6 +134,29 @@ impl RunDir {
         self.path.join(format!("comparison-{workload}.csv"))
     }
 
+    /// Every `comparison*.csv` in the run folder, in name order (`compare` writes one per workload;
+    /// other comparisons may follow the same prefix); empty when the folder cannot be read.
+    pub fn comparison_csvs(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.path) else { return Vec::new() };
+        let mut out: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("comparison") && n.ends_with(".csv"))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// `report.html`: the run as one self-contained page (`report::html`).
+    pub fn report_html(&self) -> PathBuf {
+        self.path.join("report.html")
+    }
+
     /// `histograms/`: one folder per workload.
     pub fn histograms_dir(&self) -> PathBuf {
         self.path.join("histograms")
@@ -229,6 +252,7 @@ mod tests {
         assert_eq!(rel(d.expectations_csv()), "expectations.csv");
         assert_eq!(rel(d.latency_csv()), "latency.csv");
         assert_eq!(rel(d.comparison_csv("w")), "comparison-w.csv");
+        assert_eq!(rel(d.report_html()), "report.html");
         assert_eq!(rel(d.hlog("w", "t-0", HlogKind::Response)), "histograms/w/t-0.response.hlog");
         assert_eq!(rel(d.hlog("w", "t-0", HlogKind::Service)), "histograms/w/t-0.service.hlog");
         assert_eq!(rel(d.workload_charts_dir("w")), "charts/w");
