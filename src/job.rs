@@ -220,6 +220,12 @@ pub async fn main_job(cfg: &RunConfig, provider: &dyn Provider, stop: &Stop) -> 
     if !cfg.keep || interrupted {
         teardown(provider, &run).await;
     }
+    // Also for an interrupted run: the report shows what it had. A report that cannot be written
+    // does not turn a finished run into a failed one.
+    match crate::report::html::write(&p.dir) {
+        Ok(path) => println!("report: {}", path.display()),
+        Err(e) => eprintln!("warning: report.html: {e:#}"),
+    }
     let ready = provision::ready_count(&p.outcomes);
     println!("{ready}/{} target(s) ready; results in {}", p.outcomes.len(), p.dir.path.display());
     if interrupted {

@@ -156,15 +156,17 @@ impl Sessions {
             Via::Proxy { url } => proxy_get(&session, &self.url(url), timeout),
             Via::Shim { .. } => return error("internal", "shim ops run as commands"),
         };
-        match seen {
+        let outcome = match seen {
             Ok(seen) => judge(expected, &seen),
-            Err((kind, e)) => {
-                // After a time-out the session's exec lock is held by the hung command; after a
-                // lost session there is nothing to keep. Either way the next op makes a new one.
-                self.forget(worker);
-                error(kind, e)
-            }
+            Err((kind, e)) => error(kind, e),
+        };
+        // After a time-out the session's exec lock is held by the hung command; after a wedge's
+        // recovery its FUSE mount is gone ("resolve workspace mount ... lstat"). An error says
+        // nothing about which, so the next op of this worker makes a new session either way.
+        if matches!(outcome, Outcome::Error { .. }) {
+            self.forget(worker);
         }
+        outcome
     }
 
     /// `{fixture}` in a URL is the port of the driver's own loopback fixture.
