@@ -122,8 +122,9 @@ fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
             }
         }
     };
-    let b = crate::analyze::load(base, &workload).map_err(|e| exit::usage(format!("{e:#}")))?;
-    let r = crate::analyze::load(run, &workload).map_err(|e| exit::usage(format!("{e:#}")))?;
+    let load = |d: &Path| crate::analyze::load_blocks(d, &workload, None).map_err(|e| exit::usage(format!("{e:#}")));
+    let (base_blocks, run_blocks) = (load(base)?, load(run)?);
+    let (b, r) = (base_blocks.merged()?, run_blocks.merged()?);
     for op in b.keys().filter(|k| !r.contains_key(*k)) {
         eprintln!("note: op {op} is only in the baseline");
     }
@@ -132,8 +133,15 @@ fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
     }
     let rows = crate::analyze::compare(&b, &r);
     crate::analyze::print(&rows);
+    // Response time, as the table above: from the intended start, waits for a worker included.
+    let stats: Vec<_> = crate::analyze::stats::compare_blocks(&base_blocks.response, &run_blocks.response)
+        .into_iter()
+        .filter(|s| b.contains_key(&s.op) && r.contains_key(&s.op))
+        .collect();
+    println!();
+    crate::analyze::stats::print(&stats);
     let out = RunDir::at(run).comparison_csv(&workload);
-    crate::analyze::write_csv(&out, &rows)?;
+    crate::analyze::write_csv(&out, &rows, &stats)?;
     println!("written: {}", out.display());
     Ok(exit::OK)
 }
