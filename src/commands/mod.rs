@@ -143,6 +143,13 @@ fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
     let out = RunDir::at(run).comparison_csv(&workload);
     crate::analyze::write_csv(&out, &rows, &stats)?;
     println!("written: {}", out.display());
+    let chart = RunDir::at(run).comparison_svg(&workload);
+    let name = |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let title = format!("{workload}: {} against {}", name(run), name(base));
+    match crate::report::comparison::render(&stats, &chart, &title) {
+        Ok(()) => println!("written: {}", chart.display()),
+        Err(e) => eprintln!("warning: {}: {e:#}", chart.display()),
+    }
     Ok(exit::OK)
 }
 

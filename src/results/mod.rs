@@ -134,6 +134,11 @@ impl RunDir {
         self.path.join(format!("comparison-{workload}.csv"))
     }
 
+    /// `comparison-<workload>.svg`: the chart of the same comparison's ratios and intervals.
+    pub fn comparison_svg(&self, workload: &str) -> PathBuf {
+        self.path.join(format!("comparison-{workload}.svg"))
+    }
+
     /// `histograms/`: one folder per workload.
     pub fn histograms_dir(&self) -> PathBuf {
         self.path.join("histograms")
@@ -229,6 +234,7 @@ mod tests {
         assert_eq!(rel(d.expectations_csv()), "expectations.csv");
         assert_eq!(rel(d.latency_csv()), "latency.csv");
         assert_eq!(rel(d.comparison_csv("w")), "comparison-w.csv");
+        assert_eq!(rel(d.comparison_svg("w")), "comparison-w.svg");
         assert_eq!(rel(d.hlog("w", "t-0", HlogKind::Response)), "histograms/w/t-0.response.hlog");
         assert_eq!(rel(d.hlog("w", "t-0", HlogKind::Service)), "histograms/w/t-0.service.hlog");
         assert_eq!(rel(d.workload_charts_dir("w")), "charts/w");
