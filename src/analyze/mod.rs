@@ -2,11 +2,13 @@
 //!
 //! Latency op by op: the overhead of agentsh against a `--agentsh none`
 //! baseline, or of one version against another. Percentiles come from the merged `.hlog` data of
-//! every target (not from averaging per-target percentiles, which has no meaning).
+//! every target (not from averaging per-target percentiles, which has no meaning); whether a
+//! ratio is more than noise is [`stats`]' question, answered from the unmerged intervals.
 
 pub mod regressions;
+pub mod stats;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
@@ -20,33 +22,71 @@ pub struct OpLatency {
     pub service: Histogram<u64>,
 }
 
-/// Reads `<run>/histograms/<workload>/*.{response,service}.hlog`; tags are `target/op`.
-pub fn load(run: &Path, workload: &str) -> Result<BTreeMap<String, OpLatency>> {
+/// Per op, every interval of every target read, unmerged: the blocks [`stats`] resamples.
+pub struct Blocks {
+    pub response: BTreeMap<String, Vec<Histogram<u64>>>,
+    pub service: BTreeMap<String, Vec<Histogram<u64>>>,
+}
+
+impl Blocks {
+    /// Per op, the blocks of each kind merged (an op seen in one kind only has an empty other).
+    pub fn merged(&self) -> Result<BTreeMap<String, OpLatency>> {
+        let mut ops: BTreeMap<String, OpLatency> = BTreeMap::new();
+        for (blocks, response) in [(&self.response, true), (&self.service, false)] {
+            for (op, hs) in blocks {
+                let slot = ops.entry(op.clone()).or_insert_with(|| OpLatency {
+                    response: crate::schema::new_histogram(),
+                    service: crate::schema::new_histogram(),
+                });
+                let into = if response { &mut slot.response } else { &mut slot.service };
+                for h in hs {
+                    into.add(h).map_err(|e| anyhow!("{e:?}"))?;
+                }
+            }
+        }
+        Ok(ops)
+    }
+}
+
+/// Reads `<run>/histograms/<workload>/<target>.{response,service}.hlog`, one block per interval
+/// (tags are `target/op`; the op is what follows the last '/'). With `targets`, only those
+/// targets' hlogs are read, so two groups of targets of the same run can be compared; a target
+/// named there without an hlog is an error, not an empty side.
+pub fn load_blocks(run: &Path, workload: &str, targets: Option<&BTreeSet<String>>) -> Result<Blocks> {
     let dir = RunDir::at(run).workload_histograms_dir(workload);
     let entries = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {} (no workload {workload:?} in this run?)", dir.display()))?;
-    let mut ops: BTreeMap<String, OpLatency> = BTreeMap::new();
+    let mut files = Vec::new();
     for e in entries {
         let path = e?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let Some((kind, _)) = HlogKind::parse_file_name(&name) else { continue };
-        let response = kind == HlogKind::Response;
-        for i in crate::results::hlog::read(&path)? {
-            let tag = i.tag.unwrap_or_default();
-            let op = tag.rsplit('/').next().unwrap_or(&tag).to_string();
-            let h = i.histogram;
-            let slot = ops.entry(op).or_insert_with(|| OpLatency {
-                response: crate::schema::new_histogram(),
-                service: crate::schema::new_histogram(),
-            });
-            let into = if response { &mut slot.response } else { &mut slot.service };
-            into.add(&h).map_err(|e| anyhow!("{e:?}"))?;
+        let Some((kind, target)) = HlogKind::parse_file_name(&name) else { continue };
+        if targets.is_none_or(|t| t.contains(target)) {
+            files.push((kind, target.to_string(), path));
         }
     }
-    if ops.is_empty() {
+    if let Some(wanted) = targets {
+        let found: BTreeSet<&str> = files.iter().map(|(_, t, _)| t.as_str()).collect();
+        let missing: Vec<&str> = wanted.iter().map(String::as_str).filter(|t| !found.contains(t)).collect();
+        if !missing.is_empty() {
+            return Err(anyhow!("{}: no hlog for target(s) {}", dir.display(), missing.join(", ")));
+        }
+    }
+    // Name order: blocks come in the same order whatever order the directory lists them in.
+    files.sort_by(|a, b| a.2.cmp(&b.2));
+    let mut out = Blocks { response: BTreeMap::new(), service: BTreeMap::new() };
+    for (kind, _, path) in &files {
+        let into = if *kind == HlogKind::Response { &mut out.response } else { &mut out.service };
+        for i in crate::results::hlog::read(path)? {
+            let tag = i.tag.unwrap_or_default();
+            let op = tag.rsplit('/').next().unwrap_or(&tag).to_string();
+            into.entry(op).or_default().push(i.histogram);
+        }
+    }
+    if out.response.is_empty() && out.service.is_empty() {
         return Err(anyhow!("{}: no interval data", dir.display()));
     }
-    Ok(ops)
+    Ok(out)
 }
 
 pub struct Row {
@@ -81,11 +121,25 @@ pub fn compare(base: &BTreeMap<String, OpLatency>, run: &BTreeMap<String, OpLate
         .collect()
 }
 
-fn ratio(base: u64, run: u64) -> f64 {
-    run as f64 / base.max(1) as f64
-}
+use stats::ratio;
 
-pub fn write_csv(path: &Path, rows: &[Row]) -> Result<()> {
+/// The columns [`write_csv`] appends from [`stats`], after those the file has always had: the
+/// intervals per side, the bootstrap interval of the response p50 and p99 ratios (whose point
+/// values are `response_p50_ratio` and `response_p99_ratio`), the rank test's p-value, the
+/// verdict.
+const STATS_COLUMNS: [&str; 8] = [
+    "base_intervals",
+    "run_intervals",
+    "response_p50_ci_low",
+    "response_p50_ci_high",
+    "response_p99_ci_low",
+    "response_p99_ci_high",
+    "response_p_value",
+    "verdict",
+];
+
+/// `rows`, each followed by the [`stats::OpComparison`] of the same op (empty cells without one).
+pub fn write_csv(path: &Path, rows: &[Row], stats: &[stats::OpComparison]) -> Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     let mut header = vec!["op".to_string(), "base_count".into(), "run_count".into()];
     for kind in ["response", "service"] {
@@ -93,6 +147,7 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> Result<()> {
             header.extend([format!("{kind}_{q}_base_ms"), format!("{kind}_{q}_run_ms"), format!("{kind}_{q}_ratio")]);
         }
     }
+    header.extend(STATS_COLUMNS.map(String::from));
     w.write_record(&header)?;
     for r in rows {
         let mut rec = vec![r.op.clone(), r.base_count.to_string(), r.run_count.to_string()];
@@ -103,10 +158,25 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> Result<()> {
                 format!("{:.3}", ratio(*b, *x)),
             ]);
         }
+        rec.extend(stats_cells(stats.iter().find(|s| s.op == r.op)));
         w.write_record(&rec)?;
     }
     w.flush().with_context(|| format!("flushing {}", path.display()))?;
     Ok(())
+}
+
+fn stats_cells(s: Option<&stats::OpComparison>) -> Vec<String> {
+    let Some(s) = s else { return vec![String::new(); STATS_COLUMNS.len()] };
+    let ci = |q: &Option<stats::QuantileRatio>| match q.and_then(|q| q.ci) {
+        Some((l, h)) => [format!("{l:.3}"), format!("{h:.3}")],
+        None => [String::new(), String::new()],
+    };
+    let mut out = vec![s.base_blocks.to_string(), s.run_blocks.to_string()];
+    out.extend(ci(&s.p50));
+    out.extend(ci(&s.p99));
+    out.push(s.p_value.map(stats::format_p).unwrap_or_default());
+    out.push(s.verdict.to_string());
+    out
 }
 
 pub fn print(rows: &[Row]) {
@@ -160,8 +230,10 @@ mod tests {
 
     #[test]
     fn merges_targets_and_gives_ratios() {
-        let base = load(run_dir(1, &["a", "b"]).path(), "w").unwrap();
-        let run = load(run_dir(3, &["a", "b", "c"]).path(), "w").unwrap();
+        let load = |d: &Path| load_blocks(d, "w", None).unwrap();
+        let (base_blocks, run_blocks) =
+            (load(run_dir(1, &["a", "b"]).path()), load(run_dir(3, &["a", "b", "c"]).path()));
+        let (base, run) = (base_blocks.merged().unwrap(), run_blocks.merged().unwrap());
         let rows = compare(&base, &run);
         assert_eq!(rows.iter().map(|r| r.op.as_str()).collect::<Vec<_>>(), ["echo", "true"]);
         let t = &rows[1];
@@ -169,19 +241,40 @@ mod tests {
         let (_, b, r) = t.response[0];
         assert!((ratio(b, r) - 3.0).abs() < 0.05, "{b} {r}");
         let dir = tempfile::tempdir().unwrap();
-        write_csv(&dir.path().join("c.csv"), &rows).unwrap();
+        let stats = stats::compare_blocks(&base_blocks.response, &run_blocks.response);
+        write_csv(&dir.path().join("c.csv"), &rows, &stats).unwrap();
         let text = std::fs::read_to_string(dir.path().join("c.csv")).unwrap();
         assert!(text.starts_with("op,base_count,run_count,response_p50_base_ms"), "{text}");
-        // p50, p90, p99 only, for response then service: the columns this file has always had.
-        let header = text.lines().next().unwrap_or_default();
-        assert_eq!(header.split(',').count(), 3 + 2 * 3 * 3, "{header}");
-        assert!(header.ends_with("service_p99_base_ms,service_p99_run_ms,service_p99_ratio"), "{header}");
+        // p50, p90, p99 only, for response then service: the columns this file has always had,
+        // first; then the statistics.
+        let header: Vec<&str> = text.lines().next().unwrap_or_default().split(',').collect();
+        assert_eq!(header.len(), 3 + 2 * 3 * 3 + STATS_COLUMNS.len(), "{header:?}");
+        assert_eq!(header[21..], STATS_COLUMNS, "{header:?}");
+        assert_eq!(header[18..21], ["service_p99_base_ms", "service_p99_run_ms", "service_p99_ratio"]);
+        // Each target's single interval is one block: two and three of them, every value ×3.
+        let echo: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+        assert_eq!(echo[0], "echo");
+        assert_eq!(echo[21..23], ["2", "3"], "{echo:?}");
+        assert!(echo[23].parse::<f64>().unwrap() > 2.9, "p50 interval above 1: {echo:?}");
+        assert_eq!(echo[28], "slower", "{echo:?}");
     }
 
     #[test]
     fn missing_workload_is_named() {
         let d = run_dir(1, &["a"]);
-        let e = load(d.path(), "nope").err().unwrap();
+        let e = load_blocks(d.path(), "nope", None).err().unwrap();
         assert!(format!("{e:#}").contains("no workload \"nope\""), "{e:#}");
+    }
+
+    #[test]
+    fn blocks_can_be_limited_to_some_targets() {
+        let d = run_dir(1, &["a", "b", "c"]);
+        let only = |ts: &[&str]| load_blocks(d.path(), "w", Some(&ts.iter().map(|t| t.to_string()).collect()));
+        let ab = only(&["a", "c"]).unwrap();
+        assert_eq!(ab.response["true"].len(), 2, "one interval per chosen target");
+        assert_eq!(ab.service["echo"].len(), 2);
+        assert_eq!(load_blocks(d.path(), "w", None).unwrap().response["true"].len(), 3);
+        let e = only(&["a", "zz"]).err().unwrap();
+        assert!(format!("{e:#}").contains("no hlog for target(s) zz"), "{e:#}");
     }
 }

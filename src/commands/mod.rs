@@ -123,8 +123,9 @@ fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
             }
         }
     };
-    let b = crate::analyze::load(base, &workload).map_err(|e| exit::usage(format!("{e:#}")))?;
-    let r = crate::analyze::load(run, &workload).map_err(|e| exit::usage(format!("{e:#}")))?;
+    let load = |d: &Path| crate::analyze::load_blocks(d, &workload, None).map_err(|e| exit::usage(format!("{e:#}")));
+    let (base_blocks, run_blocks) = (load(base)?, load(run)?);
+    let (b, r) = (base_blocks.merged()?, run_blocks.merged()?);
     for op in b.keys().filter(|k| !r.contains_key(*k)) {
         eprintln!("note: op {op} is only in the baseline");
     }
@@ -133,9 +134,23 @@ fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
     }
     let rows = crate::analyze::compare(&b, &r);
     crate::analyze::print(&rows);
+    // Response time, as the table above: from the intended start, waits for a worker included.
+    let stats: Vec<_> = crate::analyze::stats::compare_blocks(&base_blocks.response, &run_blocks.response)
+        .into_iter()
+        .filter(|s| b.contains_key(&s.op) && r.contains_key(&s.op))
+        .collect();
+    println!();
+    crate::analyze::stats::print(&stats);
     let out = RunDir::at(run).comparison_csv(&workload);
-    crate::analyze::write_csv(&out, &rows)?;
+    crate::analyze::write_csv(&out, &rows, &stats)?;
     println!("written: {}", out.display());
+    let chart = RunDir::at(run).comparison_svg(&workload);
+    let name = |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let title = format!("{workload}: {} against {}", name(run), name(base));
+    match crate::report::comparison::render(&stats, &chart, &title) {
+        Ok(()) => println!("written: {}", chart.display()),
+        Err(e) => eprintln!("warning: {}: {e:#}", chart.display()),
+    }
     Ok(exit::OK)
 }
 

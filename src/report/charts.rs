@@ -14,7 +14,7 @@ use plotters::prelude::*;
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
 static REGISTER: Once = Once::new();
 
-fn register_font() {
+pub(super) fn register_font() {
     REGISTER.call_once(|| {
         // The bytes are a font compiled into the binary; a failure here is a build defect.
         if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {

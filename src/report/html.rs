@@ -674,6 +674,7 @@ fn workload_facts(run: &RunDir) -> Result<Option<String>> {
         "measured_ms",
         "driver_rss_kb_first_minute",
         "driver_rss_kb_last_minute",
+        "wedges",
         "samples",
     ]
     .map(String::from)
@@ -684,7 +685,12 @@ fn workload_facts(run: &RunDir) -> Result<Option<String>> {
         .map(|t| {
             let samples: Vec<String> =
                 t.finished.samples.iter().flat_map(|(op, s)| s.iter().map(move |s| format!("{op}: {s}"))).collect();
-            let class = if samples.is_empty() { None } else { Some("flaky") };
+            let class = if samples.is_empty() && t.wedges.is_empty() { None } else { Some("flaky") };
+            let wedges: Vec<String> = t
+                .wedges
+                .iter()
+                .map(|w| format!("{:.0} s: {}; {} after {:.1} s", w.at_s, w.why, w.outcome, w.recovery_s))
+                .collect();
             (
                 class,
                 vec![
@@ -694,6 +700,7 @@ fn workload_facts(run: &RunDir) -> Result<Option<String>> {
                     t.finished.measured_ms.to_string(),
                     t.driver_rss_kb_first_minute.to_string(),
                     t.driver_rss_kb_last_minute.to_string(),
+                    wedges.join("\n"),
                     samples.join("\n"),
                 ],
             )
@@ -945,6 +952,7 @@ mod tests {
                 driver_rss_kb_first_minute: 9000,
                 driver_rss_kb_last_minute: 9100,
                 finished,
+                wedges: Vec::new(),
             }],
         };
         run.write_json(&run.workload_json(), &workload).expect("workload.json");

@@ -1,12 +1,14 @@
 //! Output formats, one file each (hyperfine's `src/export/`): [`latency`] (latency.csv), the
 //! suite's CSVs in [`verdicts`], charts in [`charts`]. Each is an [`Exporter`] of what a stage
 //! produced ([`Results`], built on the types in `results/`), and [`export`] runs them all; the
-//! `.hlog` interval logs are written and read in `results::hlog`.
+//! `.hlog` interval logs are written and read in `results::hlog`. The one chart no stage
+//! produces, [`comparison`]'s, is drawn by the `compare` command.
 //!
 //! tests.csv is not an exporter: it is streamed row by row while the suite runs, so that a crash
 //! keeps every finished test.
 
 pub mod charts;
+pub mod comparison;
 pub mod html;
 pub mod latency;
 pub mod verdicts;

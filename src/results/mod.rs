@@ -157,6 +157,11 @@ impl RunDir {
         self.path.join("report.html")
     }
 
+    /// `comparison-<workload>.svg`: the chart of the same comparison's ratios and intervals.
+    pub fn comparison_svg(&self, workload: &str) -> PathBuf {
+        self.path.join(format!("comparison-{workload}.svg"))
+    }
+
     /// `histograms/`: one folder per workload.
     pub fn histograms_dir(&self) -> PathBuf {
         self.path.join("histograms")
@@ -253,6 +258,7 @@ mod tests {
         assert_eq!(rel(d.latency_csv()), "latency.csv");
         assert_eq!(rel(d.comparison_csv("w")), "comparison-w.csv");
         assert_eq!(rel(d.report_html()), "report.html");
+        assert_eq!(rel(d.comparison_svg("w")), "comparison-w.svg");
         assert_eq!(rel(d.hlog("w", "t-0", HlogKind::Response)), "histograms/w/t-0.response.hlog");
         assert_eq!(rel(d.hlog("w", "t-0", HlogKind::Service)), "histograms/w/t-0.service.hlog");
         assert_eq!(rel(d.workload_charts_dir("w")), "charts/w");
