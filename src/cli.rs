@@ -72,8 +72,10 @@ pub struct TargetArgs {
     /// agentsh to install: vX.Y.Z (cache, release .deb, source snapshot agentsh-vX.Y.Z.tar.gz from
     /// $AGENTSH_BENCH_SOURCES, Go module proxy), src:PATH (a source checkout or .tar.gz snapshot,
     /// built like the release), a path to a .deb, dir:PATH with dev-build binaries, or none.
-    #[arg(long, default_value = crate::agentsh::DEFAULT_VERSION, value_name = "SPEC")]
-    pub agentsh: String,
+    /// Given twice (main job only), both are provisioned at once, run side by side and compared
+    /// (comparison.csv): e.g. --agentsh v0.16.9 --agentsh v0.20.1, or --agentsh none --agentsh v0.16.9.
+    #[arg(long, default_value = crate::agentsh::DEFAULT_VERSION, value_name = "SPEC", action = clap::ArgAction::Append)]
+    pub agentsh: Vec<String>,
     #[arg(long, value_enum, default_value_t = ProviderKind::Local)]
     pub provider: ProviderKind,
     /// Container engine of the local provider.

@@ -23,6 +23,8 @@ use crate::suite::run::TestId;
 pub struct TargetConfig {
     pub vms: u32,
     pub agentsh: Spec,
+    /// A second agentsh (`--agentsh` given twice): the main job compares the two.
+    pub versus: Option<Spec>,
     pub provider: ProviderKind,
     pub engine: Engine,
     pub inventory: Option<PathBuf>,
@@ -47,9 +49,21 @@ impl TargetConfig {
                 return Err(exit::usage(format!("{flag} {}: no such file", p.display())));
             }
         }
+        let (agentsh, versus) = match a.agentsh.as_slice() {
+            [one] => (Spec::parse(one)?, None),
+            [x, y] => {
+                let (x, y) = (Spec::parse(x)?, Spec::parse(y)?);
+                if x.to_string() == y.to_string() {
+                    return Err(exit::usage(format!("--agentsh {x} given twice: compare two different versions")));
+                }
+                (x, Some(y))
+            }
+            _ => return Err(exit::usage("--agentsh: one version, or two to compare")),
+        };
         Ok(TargetConfig {
             vms: a.vms,
-            agentsh: Spec::parse(&a.agentsh)?,
+            agentsh,
+            versus,
             provider: a.provider,
             engine: a.engine,
             inventory: a.inventory.clone(),
@@ -65,6 +79,7 @@ impl TargetConfig {
         Ok(TargetConfig {
             vms: 1,
             agentsh: Spec::parse(agentsh)?,
+            versus: None,
             provider: ProviderKind::Local,
             engine,
             inventory: None,
@@ -128,7 +143,7 @@ pub struct RunConfig {
 
 impl RunConfig {
     pub fn from_cli(targets: &TargetArgs, w: &WorkloadArgs, out: Option<&Path>, keep: bool) -> Result<RunConfig> {
-        let workload = workload_plan(w, targets.agentsh.as_str() == "none")?;
+        let workload = workload_plan(w, targets.agentsh.iter().all(|s| s == "none"))?;
         let suite = match w.iterations {
             0 if w.baseline.is_some() => {
                 return Err(exit::usage("--baseline compares suite verdicts: it needs --iterations of 1 or more"));

@@ -2,7 +2,7 @@
 //! results as it goes so that an error or Ctrl-C keeps what came before. `commands` only
 //! dispatches here; `bench` reuses the stages.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -198,6 +198,9 @@ async fn create(
 /// for, tear down (unless `keep`). Exit codes as `exit` documents them; Ctrl-C keeps every
 /// result written so far and destroys the targets.
 pub async fn main_job(cfg: &RunConfig, provider: &dyn Provider, stop: &Stop) -> Result<u8> {
+    if let Some(b) = &cfg.targets.versus {
+        return versus_job(cfg, b, provider, stop).await;
+    }
     let run = provider::new_run_tag();
     // Ctrl-C while provisioning drops the job (its ssh and engine child processes die with it);
     // during the workload it stops the drivers and keeps what they sent (see run_workload).
@@ -212,11 +215,7 @@ pub async fn main_job(cfg: &RunConfig, provider: &dyn Provider, stop: &Stop) -> 
         Some(plan) if !suite_interrupted => run_workload(&p, plan, stop).await?,
         _ => (exit::OK, suite_interrupted),
     };
-    // The worse of the two, a regression (1) outranking an unproven or failed run (2).
-    let code = match (suite_code, code) {
-        (exit::OK, c) | (c, exit::OK) => c,
-        (a, b) => a.min(b),
-    };
+    let code = worse(suite_code, code);
     if !cfg.keep || interrupted {
         teardown(provider, &run).await;
     }
@@ -236,6 +235,94 @@ pub async fn main_job(cfg: &RunConfig, provider: &dyn Provider, stop: &Stop) -> 
         println!("kept: `agentsh-bench down --run {run}` removes them");
     }
     Ok(if ready < p.outcomes.len() { exit::INFRA } else { code })
+}
+
+/// Two agentsh versions side by side (`--agentsh A --agentsh B`): each gets `--vms` targets, all
+/// provisioned at once, and each side runs the suite and the workload at the same time as the
+/// other, so the machine's noise at any moment falls on both (on two shared cores, alternating
+/// A and B rounds would give each side different moments). Each side's results are a whole run
+/// folder (`a-<A>/`, `b-<B>/`); `comparison.csv`, its chart and report.html sit above them.
+async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, stop: &Stop) -> Result<u8> {
+    let run = provider::new_run_tag();
+    let top = RunDir::create(cfg.out.as_deref(), &run)?;
+    let sides = [("a", cfg.targets.agentsh.clone()), ("b", versus.clone())];
+    let side = |(label, spec): (&'static str, Spec)| {
+        let (top, run) = (&top, &run);
+        async move {
+            let targets = TargetConfig { agentsh: spec.clone(), versus: None, ..cfg.targets.clone() };
+            let tag = format!("{run}-{label}");
+            let out = top.path.join(format!("{label}-{spec}"));
+            let result = one_side(cfg, &targets, provider, &tag, &out, stop).await;
+            (tag, spec, out, result)
+        }
+    };
+    let [a, b] = sides;
+    let (a, b) = tokio::join!(side(a), side(b));
+    let interrupted = stop.is_raised();
+    for (tag, ..) in [&a, &b] {
+        if !cfg.keep || interrupted {
+            teardown(provider, tag).await;
+        }
+    }
+    if interrupted {
+        eprintln!("interrupted: partial results in {}, targets destroyed", top.path.display());
+        return Ok(exit::INTERRUPTED);
+    }
+    let side_of = |spec: &Spec, out: &PathBuf| crate::analyze::versions::Side { label: spec.to_string(), dir: out.clone() };
+    let (sa, sb) = (side_of(&a.1, &a.2), side_of(&b.1, &b.2));
+    let (a_code, b_code) = (a.3?, b.3?);
+    let workload = cfg.workload.as_ref().map(|p| p.name.as_str());
+    let (items, latency) = crate::analyze::versions::compare(&sa, &sb, workload)?;
+    let csv = top.comparison_csv("versions");
+    crate::analyze::versions::write_csv(&csv, &sa.label, &sb.label, &items)?;
+    if !latency.is_empty() {
+        let title = format!("{} / {}: response time ratio, 95% bootstrap interval", sb.label, sa.label);
+        if let Err(e) = crate::report::comparison::render(&latency, &top.comparison_svg("versions"), &title) {
+            eprintln!("warning: comparison chart: {e:#}");
+        }
+    }
+    println!();
+    crate::analyze::versions::print(&sa.label, &sb.label, &items);
+    if let Err(e) = crate::report::html::write(&top) {
+        eprintln!("warning: report.html: {e:#}");
+    }
+    println!("comparison: {}", csv.display());
+    Ok(worse(a_code, b_code))
+}
+
+/// One side of [`versus_job`]: provision, suite, workload, report, as the main job does.
+async fn one_side(
+    cfg: &RunConfig,
+    targets: &TargetConfig,
+    provider: &dyn Provider,
+    tag: &str,
+    out: &Path,
+    stop: &Stop,
+) -> Result<u8> {
+    let Some(p) = provision_or_stop(targets, provider, tag, Some(out), stop).await? else {
+        return Ok(exit::INTERRUPTED);
+    };
+    let (suite_code, suite_interrupted) = match &cfg.suite {
+        Some(suite) => run_suite(&p, suite, tag, stop).await?,
+        None => (exit::OK, false),
+    };
+    let (code, _) = match &cfg.workload {
+        Some(plan) if !suite_interrupted => run_workload(&p, plan, stop).await?,
+        _ => (exit::OK, suite_interrupted),
+    };
+    if let Err(e) = crate::report::html::write(&p.dir) {
+        eprintln!("warning: report.html: {e:#}");
+    }
+    let ready = provision::ready_count(&p.outcomes);
+    Ok(if ready < p.outcomes.len() { exit::INFRA } else { worse(suite_code, code) })
+}
+
+/// The worse of two exit codes, a regression (1) outranking an unproven or failed run (2).
+fn worse(a: u8, b: u8) -> u8 {
+    match (a, b) {
+        (exit::OK, c) | (c, exit::OK) => c,
+        (a, b) => a.min(b),
+    }
 }
 
 /// Provisioning, raced against Ctrl-C: a Ctrl-C drops it (its ssh and engine child processes

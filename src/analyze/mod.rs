@@ -7,6 +7,7 @@
 
 pub mod regressions;
 pub mod stats;
+pub mod versions;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

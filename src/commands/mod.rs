@@ -26,6 +26,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Some(Command::Report { run }) => report(&run),
         Some(Command::Up { targets, out }) => {
             let targets = TargetConfig::from_args(&targets)?;
+            if targets.versus.is_some() {
+                return Err(exit::usage("up takes one --agentsh; two are compared by the main job"));
+            }
             let provider = targets.provider()?;
             crate::job::up(&targets, provider.as_ref(), out.as_deref(), &Stop::on_ctrl_c()).await
         }
