@@ -230,6 +230,18 @@ mod tests {
         assert!(usage_error(&["--provider", "ssh"]).contains("--inventory"));
         assert!(usage_error(&["--policy", "/no/such/policy.yaml"]).contains("/no/such/policy.yaml"));
         assert!(usage_error(&["--workload", "no-such-workload"]).contains("no-such-workload"));
+        assert!(usage_error(&["--agentsh", "v0.16.9", "--agentsh", "v0.16.9"]).contains("given twice"));
+        assert!(usage_error(&["--agentsh", "none", "--agentsh", "v0.16.9", "--agentsh", "v0.20.1"]).contains("two"));
+    }
+
+    #[test]
+    fn two_versions_make_a_comparison_run_with_the_governed_workload() {
+        let c = cli(&["--agentsh", "none", "--agentsh", "v0.20.1"]);
+        let cfg = RunConfig::from_cli(&c.targets, &c.workload, None, false).expect("valid");
+        assert_eq!(cfg.targets.agentsh, Spec::None);
+        assert_eq!(cfg.targets.versus.map(|s| s.to_string()).as_deref(), Some("v0.20.1"));
+        // One side has agentsh, so the governed ops run (ungoverned on the `none` side).
+        assert_eq!(cfg.workload.map(|p| p.name).as_deref(), Some("default"));
     }
 
     #[test]

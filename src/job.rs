@@ -268,7 +268,8 @@ async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, sto
         eprintln!("interrupted: partial results in {}, targets destroyed", top.path.display());
         return Ok(exit::INTERRUPTED);
     }
-    let side_of = |spec: &Spec, out: &PathBuf| crate::analyze::versions::Side { label: spec.to_string(), dir: out.clone() };
+    let side_of =
+        |spec: &Spec, out: &PathBuf| crate::analyze::versions::Side { label: spec.to_string(), dir: out.clone() };
     let (sa, sb) = (side_of(&a.1, &a.2), side_of(&b.1, &b.2));
     let (a_code, b_code) = (a.3?, b.3?);
     let workload = cfg.workload.as_ref().map(|p| p.name.as_str());

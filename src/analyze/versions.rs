@@ -38,7 +38,17 @@ pub struct Item {
 
 impl Item {
     fn plain(section: &'static str, item: String, a: String, b: String, verdict: String) -> Item {
-        Item { section, item, a, b, ratio: String::new(), ci_low: String::new(), ci_high: String::new(), p_value: String::new(), verdict }
+        Item {
+            section,
+            item,
+            a,
+            b,
+            ratio: String::new(),
+            ci_low: String::new(),
+            ci_high: String::new(),
+            p_value: String::new(),
+            verdict,
+        }
     }
 }
 
@@ -196,7 +206,10 @@ pub fn write_csv(path: &Path, a: &str, b: &str, items: &[Item]) -> Result<()> {
 }
 
 pub fn print(a: &str, b: &str, items: &[Item]) {
-    println!("{:<10} {:<44} {:>14} {:>14} {:>8} {:>17} {:>9}  verdict", "section", "item", a, b, "B/A", "95% interval", "p");
+    println!(
+        "{:<10} {:<44} {:>14} {:>14} {:>8} {:>17} {:>9}  verdict",
+        "section", "item", a, b, "B/A", "95% interval", "p"
+    );
     for i in items {
         let ci = if i.ci_low.is_empty() { String::new() } else { format!("[{}, {}]", i.ci_low, i.ci_high) };
         println!(
