@@ -73,11 +73,14 @@ pub async fn recover(observe: &Conn, dir: &Path, n: u32, why: &str) -> Result<St
     std::fs::write(dir.join(format!("wedge-{n}.txt")), format!("wedge {n}: {why}\n{evidence}"))
         .with_context(|| format!("writing {}", dir.display()))?;
     let aborted = observe.run(ABORT_FUSE, quick).await.context("aborting FUSE connections")?;
-    // A killed server whose thread sits in clone() behind a FUSE request lingers, and its fork
-    // may have mounted anew since the first abort (seen under load): abort again after the
-    // kill, then kill again, so that the port is free for the new server.
+    // A killed server whose thread sits in clone() behind a FUSE request lingers, its fork may
+    // have mounted anew since the first abort, and while it lives it holds the port: a new
+    // server then dies on "address already in use" while the old one still answers /health,
+    // until it too dies (seen under load). So: abort and kill until no server is left (10 s at
+    // most), then start the new one.
     let restart = format!(
-        "pkill -9 -f '^agentsh' ; sleep 0.5\n{ABORT_FUSE}\npkill -9 -f '^agentsh' ; sleep 0.5\n{}",
+        "pkill -9 -f '^agentsh'; sleep 0.5\nfor i in 1 2 3 4 5 6 7 8 9 10; do\npgrep -f '^agentsh' >/dev/null || \
+         break\n{ABORT_FUSE}\npkill -9 -f '^agentsh'; sleep 1\ndone\n{}",
         crate::target::SERVER_START
     );
     let out = observe.run(&restart, quick * 2).await.context("restarting the agentsh server")?;

@@ -121,6 +121,9 @@ impl Runner {
         if let Some(d) = dir {
             cmd.current_dir(d);
         }
+        // Not AGENTSH_NO_AUTO=1: besides stopping `agentsh exec` from starting a server of its
+        // own, it stops it from creating the session the shim names, so every shimmed command
+        // fails ("session ... no longer exists"). The shim runs as deployed.
         let child =
             match cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
                 Ok(c) => c,
