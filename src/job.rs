@@ -202,23 +202,54 @@ pub async fn main_job(cfg: &RunConfig, provider: &dyn Provider, stop: &Stop) -> 
         return versus_job(cfg, b, provider, stop).await;
     }
     let run = provider::new_run_tag();
-    // Ctrl-C while provisioning drops the job (its ssh and engine child processes die with it);
-    // during the workload it stops the drivers and keeps what they sent (see run_workload).
-    let Some(p) = provision_or_stop(&cfg.targets, provider, &run, cfg.out.as_deref(), stop).await? else {
+    let Some(done) = stages(cfg, &cfg.targets, provider, &run, cfg.out.as_deref(), stop).await? else {
         return Ok(exit::INTERRUPTED);
     };
+    if !cfg.keep || done.interrupted {
+        teardown(provider, &run).await;
+    }
+    println!("{}/{} target(s) ready; results in {}", done.ready, done.targets, done.dir.display());
+    if done.interrupted {
+        eprintln!("interrupted: partial results kept, targets of run {run} destroyed");
+        return Ok(exit::INTERRUPTED);
+    }
+    if cfg.keep {
+        println!("kept: `agentsh-bench down --run {run}` removes them");
+    }
+    Ok(done.code)
+}
+
+/// What the stages of one run left: its folder, its exit code, how many targets were ready.
+struct Stages {
+    dir: PathBuf,
+    code: u8,
+    interrupted: bool,
+    ready: usize,
+    targets: usize,
+}
+
+/// Provision → suite → workload → report.html on `targets`, without teardown (the caller's: it
+/// may keep them). `None` when Ctrl-C came during provisioning (which drops it: its ssh and engine
+/// child processes die with it); during the workload it stops the drivers and keeps what they sent.
+async fn stages(
+    cfg: &RunConfig,
+    targets: &TargetConfig,
+    provider: &dyn Provider,
+    run: &str,
+    out: Option<&Path>,
+    stop: &Stop,
+) -> Result<Option<Stages>> {
+    let Some(p) = provision_or_stop(targets, provider, run, out, stop).await? else {
+        return Ok(None);
+    };
     let (suite_code, suite_interrupted) = match &cfg.suite {
-        Some(suite) => run_suite(&p, suite, &run, stop).await?,
+        Some(suite) => run_suite(&p, suite, run, stop).await?,
         None => (exit::OK, false),
     };
     let (code, interrupted) = match &cfg.workload {
         Some(plan) if !suite_interrupted => run_workload(&p, plan, stop).await?,
         _ => (exit::OK, suite_interrupted),
     };
-    let code = worse(suite_code, code);
-    if !cfg.keep || interrupted {
-        teardown(provider, &run).await;
-    }
     // Also for an interrupted run: the report shows what it had. A report that cannot be written
     // does not turn a finished run into a failed one.
     match crate::report::html::write(&p.dir) {
@@ -226,15 +257,9 @@ pub async fn main_job(cfg: &RunConfig, provider: &dyn Provider, stop: &Stop) -> 
         Err(e) => eprintln!("warning: report.html: {e:#}"),
     }
     let ready = provision::ready_count(&p.outcomes);
-    println!("{ready}/{} target(s) ready; results in {}", p.outcomes.len(), p.dir.path.display());
-    if interrupted {
-        eprintln!("interrupted: partial results kept, targets of run {run} destroyed");
-        return Ok(exit::INTERRUPTED);
-    }
-    if cfg.keep {
-        println!("kept: `agentsh-bench down --run {run}` removes them");
-    }
-    Ok(if ready < p.outcomes.len() { exit::INFRA } else { code })
+    let targets = p.outcomes.len();
+    let code = if ready < targets { exit::INFRA } else { worse(suite_code, code) };
+    Ok(Some(Stages { dir: p.dir.path.clone(), code, interrupted, ready, targets }))
 }
 
 /// Two agentsh versions side by side (`--agentsh A --agentsh B`): each gets `--vms` targets, all
@@ -252,7 +277,7 @@ async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, sto
             let targets = TargetConfig { agentsh: spec.clone(), versus: None, ..cfg.targets.clone() };
             let tag = format!("{run}-{label}");
             let out = top.path.join(format!("{label}-{spec}"));
-            let result = one_side(cfg, &targets, provider, &tag, &out, stop).await;
+            let result = stages(cfg, &targets, provider, &tag, Some(&out), stop).await;
             (tag, spec, out, result)
         }
     };
@@ -271,7 +296,8 @@ async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, sto
     let side_of =
         |spec: &Spec, out: &PathBuf| crate::analyze::versions::Side { label: spec.to_string(), dir: out.clone() };
     let (sa, sb) = (side_of(&a.1, &a.2), side_of(&b.1, &b.2));
-    let (a_code, b_code) = (a.3?, b.3?);
+    let code = |r: Result<Option<Stages>>| r.map(|s| s.map_or(exit::INTERRUPTED, |s| s.code));
+    let (a_code, b_code) = (code(a.3)?, code(b.3)?);
     let workload = cfg.workload.as_ref().map(|p| p.name.as_str());
     let (items, latency) = crate::analyze::versions::compare(&sa, &sb, workload)?;
     let csv = top.comparison_csv("versions");
@@ -289,33 +315,6 @@ async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, sto
     }
     println!("comparison: {}", csv.display());
     Ok(worse(a_code, b_code))
-}
-
-/// One side of [`versus_job`]: provision, suite, workload, report, as the main job does.
-async fn one_side(
-    cfg: &RunConfig,
-    targets: &TargetConfig,
-    provider: &dyn Provider,
-    tag: &str,
-    out: &Path,
-    stop: &Stop,
-) -> Result<u8> {
-    let Some(p) = provision_or_stop(targets, provider, tag, Some(out), stop).await? else {
-        return Ok(exit::INTERRUPTED);
-    };
-    let (suite_code, suite_interrupted) = match &cfg.suite {
-        Some(suite) => run_suite(&p, suite, tag, stop).await?,
-        None => (exit::OK, false),
-    };
-    let (code, _) = match &cfg.workload {
-        Some(plan) if !suite_interrupted => run_workload(&p, plan, stop).await?,
-        _ => (exit::OK, suite_interrupted),
-    };
-    if let Err(e) = crate::report::html::write(&p.dir) {
-        eprintln!("warning: report.html: {e:#}");
-    }
-    let ready = provision::ready_count(&p.outcomes);
-    Ok(if ready < p.outcomes.len() { exit::INFRA } else { worse(suite_code, code) })
 }
 
 /// The worse of two exit codes, a regression (1) outranking an unproven or failed run (2).

@@ -199,7 +199,7 @@ pub fn write_csv(path: &Path, a: &str, b: &str, items: &[Item]) -> Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     w.write_record(["section", "item", a, b, "ratio_b_over_a", "ci95_low", "ci95_high", "p_value", "verdict"])?;
     for i in items {
-        w.write_record([&*i.section, &i.item, &i.a, &i.b, &i.ratio, &i.ci_low, &i.ci_high, &i.p_value, &i.verdict])?;
+        w.write_record([i.section, &i.item, &i.a, &i.b, &i.ratio, &i.ci_low, &i.ci_high, &i.p_value, &i.verdict])?;
     }
     w.flush().with_context(|| format!("flushing {}", path.display()))?;
     Ok(())
