@@ -64,6 +64,15 @@ pub async fn check(shim: &Conn, observe: &Conn) -> Option<String> {
     }
 }
 
+/// Kills every agentsh process of the target, the way a wedged server has to be killed: a killed
+/// server whose thread sits in clone() behind a FUSE request lingers, and its fork may have
+/// mounted anew since an earlier abort (seen under load), so the target's FUSE connections are
+/// aborted after the kill and the kill repeated, leaving the port free for a new server. Also how
+/// `provision::modes` stops the server before starting it with another config.
+pub fn kill_server() -> String {
+    format!("pkill -9 -f '^agentsh' ; sleep 0.5\n{ABORT_FUSE}\npkill -9 -f '^agentsh' ; sleep 0.5")
+}
+
 /// Keeps the evidence in `dir/wedge-N.txt`, aborts this target's FUSE connections, kills every
 /// agentsh process and restarts the server. Returns what was aborted, for the log.
 pub async fn recover(observe: &Conn, dir: &Path, n: u32, why: &str) -> Result<String> {
@@ -73,13 +82,7 @@ pub async fn recover(observe: &Conn, dir: &Path, n: u32, why: &str) -> Result<St
     std::fs::write(dir.join(format!("wedge-{n}.txt")), format!("wedge {n}: {why}\n{evidence}"))
         .with_context(|| format!("writing {}", dir.display()))?;
     let aborted = observe.run(ABORT_FUSE, quick).await.context("aborting FUSE connections")?;
-    // A killed server whose thread sits in clone() behind a FUSE request lingers, and its fork
-    // may have mounted anew since the first abort (seen under load): abort again after the
-    // kill, then kill again, so that the port is free for the new server.
-    let restart = format!(
-        "pkill -9 -f '^agentsh' ; sleep 0.5\n{ABORT_FUSE}\npkill -9 -f '^agentsh' ; sleep 0.5\n{}",
-        crate::target::SERVER_START
-    );
+    let restart = format!("{}\n{}", kill_server(), crate::target::SERVER_START);
     let out = observe.run(&restart, quick * 2).await.context("restarting the agentsh server")?;
     if !out.ok() {
         bail!("the agentsh server did not come back after wedge {n}: {}", out.describe());
