@@ -500,8 +500,8 @@ async fn run_workload(p: &Provisioned, plan: &Plan, modes: &[Mode], keep: bool, 
                         entry.applied_s.insert(name, seconds);
                     }
                     Err(e) => {
-                        eprintln!("mode {mode} skipped on {name}: agentsh did not start with its config:");
-                        eprintln!("{}", e.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"));
+                        let indented: Vec<String> = e.lines().map(|l| format!("  {l}")).collect();
+                        eprintln!("mode {mode} skipped on {name}:\n{}", indented.join("\n"));
                         entry.refused.insert(name, e);
                     }
                 }
@@ -544,10 +544,8 @@ async fn run_workload(p: &Provisioned, plan: &Plan, modes: &[Mode], keep: bool, 
     }
     for m in so_far.modes.iter().filter(|m| !m.refused.is_empty()) {
         let on: Vec<&str> = m.refused.keys().map(String::as_str).collect();
-        eprintln!("mode {} {} on {} (agentsh refused its config; see workload.json)", m.mode, m.status, on.join(", "));
-        if m.status == "ran" {
-            eprintln!("  (it ran on the other targets)");
-        }
+        let others = if m.status == "ran" { ", ran on the others" } else { "" };
+        eprintln!("mode {} skipped on {}{others} (why: workload.json's modes)", m.mode, on.join(", "));
     }
     Ok((code, interrupted))
 }
@@ -581,14 +579,12 @@ async fn switch_mode(
             .await;
             let res = match res {
                 Ok(Ok(seconds)) => Ok(seconds),
-                Ok(Err(refused)) => Err(refused.error),
+                Ok(Err(refused)) => Err(refused.to_string()),
                 Err(e) => Err(format!("{e:#}")),
             };
             match &res {
                 Ok(seconds) => line.finish(true, &format!("agentsh up in mode {mode} ({seconds:.1} s)")),
-                Err(e) => {
-                    line.finish(false, &format!("agentsh refused mode {mode}: {}", e.lines().last().unwrap_or("")))
-                }
+                Err(e) => line.finish(false, &format!("mode {mode} not taken: {}", e.lines().last().unwrap_or(""))),
             }
             (name.clone(), res)
         }

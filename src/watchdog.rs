@@ -69,9 +69,21 @@ pub async fn check(shim: &Conn, observe: &Conn) -> Option<String> {
 /// mounted anew since an earlier abort (seen under load), so the target's FUSE connections are
 /// aborted after the kill and the kill repeated, leaving the port free for a new server. Also how
 /// `provision::modes` stops the server before starting it with another config.
+///
+/// An agentsh process is one whose command line starts with `agentsh` or with its installed path:
+/// the agentsh CLI auto-starts a server as `/usr/bin/agentsh server` when the one the harness
+/// started is gone (the shim's `agentsh exec` does not have `AGENTSH_NO_AUTO`), and that one
+/// must die too, or it keeps the port and answers /health for the next server.
 pub fn kill_server() -> String {
-    format!("pkill -9 -f '^agentsh' ; sleep 0.5\n{ABORT_FUSE}\npkill -9 -f '^agentsh' ; sleep 0.5")
+    format!("pkill -9 -f '{AGENTSH_PROCESS}' ; sleep 0.5\n{ABORT_FUSE}\npkill -9 -f '{AGENTSH_PROCESS}' ; sleep 0.5")
 }
+
+/// `pgrep -f` pattern of agentsh's processes (server, CLI, wrapper), wherever they were started
+/// from, and not the harness's own driver (`/usr/local/bin/agentsh-bench`).
+pub const AGENTSH_PROCESS: &str = "^(/usr/bin/|/usr/sbin/|/bin/)?agentsh(-unixwrap|-stub)?( |$)";
+
+/// `pgrep -f` pattern of an agentsh server, whoever started it.
+pub const AGENTSH_SERVER: &str = "^(/usr/bin/|/usr/sbin/|/bin/)?agentsh server( |$)";
 
 /// Keeps the evidence in `dir/wedge-N.txt`, aborts this target's FUSE connections, kills every
 /// agentsh process and restarts the server. Returns what was aborted, for the log.

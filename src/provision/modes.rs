@@ -110,29 +110,45 @@ pub fn config_for(installed: &[u8], mode: Mode) -> Result<Vec<u8>> {
     Ok(serde_yaml::to_string(&cfg).context("rendering the config")?.into_bytes())
 }
 
-/// What the server said when it would not start with a mode's config.
+/// Why a target did not take a mode.
 #[derive(Debug, Clone)]
-pub struct Refused {
-    /// The end of server.log written since the restart (agentsh's own error), or what failed.
-    pub error: String,
+pub enum Refused {
+    /// agentsh would not start with the config: the end of server.log since the restart (its
+    /// own error), or that /health never answered when it wrote nothing.
+    ByAgentsh(String),
+    /// The old server could not be stopped (a process stuck in the kernel outlived kill -9):
+    /// starting another would have measured the old one, which keeps the port.
+    OldServerLives(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::ByAgentsh(log) => write!(f, "agentsh did not start with the mode's config; server.log:\n{log}"),
+            Refused::OldServerLives(ps) => write!(f, "the previous agentsh server outlived kill -9: {ps}"),
+        }
+    }
 }
 
 const SERVER_LOG: &str = "/var/log/agentsh/server.log";
 const QUICK: Duration = Duration::from_secs(30);
+/// The restart script's exit code when an old server is still there after the kills.
+const SURVIVED: i32 = 3;
 
 /// Writes `config` to the target, restarts the server on it and waits for /health. `Ok(Err)`
-/// when agentsh did not come up with it (its error from server.log); `Err` when the target could
-/// not be reached. Returns the seconds the restart took.
+/// when the target did not take it ([`Refused`]); `Err` when the target could not be reached.
+/// Returns the seconds the restart took.
 pub async fn apply(observe: &Conn, config: &[u8]) -> Result<std::result::Result<f64, Refused>> {
     let t0 = Instant::now();
     // Where this start's lines will begin in server.log (appended to by every start).
     let size = observe.run(&format!("stat -c %s {SERVER_LOG} 2>/dev/null || echo 0"), QUICK).await?;
     let from = size.stdout.trim().parse::<u64>().unwrap_or(0) + 1;
     observe.upload(config, "/etc/agentsh/config.yaml", 0o644, QUICK).await?;
-    // SERVER_START ends with `exit`: it runs as the script's last part. A server that outlived
-    // the kills would answer /health for the new one, so that is checked first.
+    // A server that outlived the kills would keep the port and answer /health for the new one,
+    // so none may be left before the start. SERVER_START ends with `exit`: it comes last.
+    let server = crate::watchdog::AGENTSH_SERVER;
     let restart = format!(
-        "{}\nif pgrep -f '^agentsh server' >/dev/null; then echo 'an agentsh server outlived kill -9' >&2; exit 1; fi\n{}",
+        "{}\nif pgrep -f '{server}' >/dev/null; then ps -o pid,stat,wchan:32,args -p \"$(pgrep -d, -f '{server}')\"; exit {SURVIVED}; fi\n{}",
         crate::watchdog::kill_server(),
         crate::target::SERVER_START
     );
@@ -140,12 +156,15 @@ pub async fn apply(observe: &Conn, config: &[u8]) -> Result<std::result::Result<
     if out.ok() {
         return Ok(Ok(t0.elapsed().as_secs_f64()));
     }
+    if out.code == Some(SURVIVED) {
+        return Ok(Err(Refused::OldServerLives(out.stdout.trim().to_string())));
+    }
     let log = observe.run(&format!("tail -c +{from} {SERVER_LOG} | tail -n 20"), QUICK).await?;
     let mut error = log.stdout.trim().to_string();
     if error.is_empty() {
-        error = format!("the server did not answer {} ({})", crate::target::HEALTH, out.describe());
+        error = format!("(nothing) and {} never answered ({})", crate::target::HEALTH, out.describe());
     }
-    Ok(Err(Refused { error }))
+    Ok(Err(Refused::ByAgentsh(error)))
 }
 
 #[cfg(test)]

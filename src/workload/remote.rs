@@ -146,6 +146,14 @@ async fn watch_for_wedges(
         };
         let at = start.elapsed();
         let n = wedges.borrow().len() as u32 + 1;
+        // On record before the recovery: when the driver ends first, this future is dropped
+        // mid-recovery, and the wedge must still be in workload.json (its figures are the wedge's).
+        wedges.borrow_mut().push(crate::results::manifest::Wedge {
+            at_s: at.as_secs_f64(),
+            recovery_s: 0.0,
+            why: why.clone(),
+            outcome: "not recovered: the workload ended during the recovery".into(),
+        });
         let outcome = match std::fs::create_dir_all(dir) {
             Ok(()) => match crate::watchdog::recover(observe, dir, n, &why).await {
                 Ok(aborted) => format!("recovered: {aborted}"),
@@ -156,7 +164,9 @@ async fn watch_for_wedges(
         tracing::warn!("workload: agentsh wedged ({why}); {outcome}");
         let recovery_s = (start.elapsed() - at).as_secs_f64();
         let lost = outcome.starts_with("not recovered");
-        wedges.borrow_mut().push(crate::results::manifest::Wedge { at_s: at.as_secs_f64(), recovery_s, why, outcome });
+        if let Some(w) = wedges.borrow_mut().last_mut() {
+            (w.recovery_s, w.outcome) = (recovery_s, outcome);
+        }
         if lost {
             // Nothing more to try on this target; the driver ends on its own deadline.
             std::future::pending::<()>().await;
