@@ -127,7 +127,7 @@ impl Table {
                     let cell = self.cell(op, m);
                     let text = match (cell.and_then(|c| c.ms(q)), self.ratio(op, m, q)) {
                         (None, _) => "-".to_string(),
-                        (Some(v), Some(r)) if m != BASELINE => format!("{} {:.2}×", short(v), r),
+                        (Some(v), Some(r)) if m != BASELINE => format!("{} {}×", short(v), short(r)),
                         (Some(v), _) => short(v),
                     };
                     let flag = if cell.is_some_and(Cell::suspect) { "!" } else { " " };
@@ -150,7 +150,7 @@ fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n { s.to_string() } else { s.chars().take(n).collect() }
 }
 
-/// Milliseconds in at most 5 characters.
+/// A figure in at most 5 characters (below 10 000): 2 decimals under 100, 1 under 1000.
 fn short(v: f64) -> String {
     if v >= 1000.0 {
         format!("{v:.0}")
@@ -187,12 +187,14 @@ mod tests {
             row("t-0", "seccomp", "echo", &[1200; 20], 1),
             // No baseline for this op: no ratio.
             row("t-0", "ptrace", "only-here", &[5000], 0),
+            // Seconds, a ratio in the thousands: the columns stay aligned.
+            row("t-0", "fuse", "echo", &[26_000_000], 3),
         ];
         let ops: Vec<String> = ["echo", "only-here", "never"].map(String::from).to_vec();
-        let modes: Vec<String> = ["baseline", "shim", "seccomp", "ptrace"].map(String::from).to_vec();
+        let modes: Vec<String> = ["baseline", "shim", "seccomp", "ptrace", "fuse"].map(String::from).to_vec();
         let t = Table::new(&rows, &ops, &modes).unwrap();
         assert_eq!(t.ops, ["echo", "only-here"], "an op that never ran is left out");
-        assert_eq!(t.modes, ["baseline", "seccomp", "ptrace"], "a mode that never ran is left out");
+        assert_eq!(t.modes, ["baseline", "seccomp", "ptrace", "fuse"], "a mode that never ran is left out");
         assert_eq!(t.cell("echo", "baseline").unwrap().counts.count, 20);
         let r = t.ratio("echo", "ptrace", 0.5).unwrap();
         assert!((r - 3.0).abs() < 0.01, "{r}");
@@ -203,13 +205,15 @@ mod tests {
         assert!(text.contains("1.80 3.00×"), "{text}");
         assert!(text.contains("1.20 2.00×!"), "{text}");
         assert!(text.lines().any(|l| l.starts_with("only-here") && l.contains("5.00 ") && l.contains('-')), "{text}");
+        let table: Vec<usize> = text.split("\n\n").take(2).flat_map(|b| b.lines()).map(|l| l.chars().count()).collect();
+        assert!(table.iter().all(|w| *w == table[0]), "aligned columns: {table:?}\n{text}");
 
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("overhead.csv");
         t.write_csv(&p).unwrap();
         let mut r = csv::Reader::from_path(&p).unwrap();
         let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
-        assert_eq!(rows.len(), 4, "echo × 3 modes, only-here × 1");
+        assert_eq!(rows.len(), 5, "echo × 4 modes, only-here × 1");
         let ptrace = rows.iter().find(|r| &r[0] == "echo" && &r[1] == "ptrace").unwrap();
         assert_eq!((&ptrace[2], &ptrace[5], &ptrace[7]), ("20", "1.800", "3.000"));
         let lone = rows.iter().find(|r| &r[0] == "only-here").unwrap();
