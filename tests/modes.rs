@@ -45,9 +45,14 @@ fn modes_run_in_turn_a_refused_one_is_skipped_with_agentshs_error() {
         .output()
         .unwrap();
     let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
-    let run = parse_up(&stdout).run;
-    let _guard = RunGuard(run.clone());
     let all = format!("{stdout}\n{stderr}");
+    // The progress board's first line, on stderr without a terminal: "run TAG: …".
+    let run = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("run ").and_then(|r| r.split(':').next()))
+        .unwrap_or_else(|| panic!("no run tag in:\n{all}"))
+        .to_string();
+    let _guard = RunGuard(run.clone());
 
     // The refused mode: skipped, with agentsh's own reason, printed and in workload.json.
     assert!(stderr.contains("mode shim skipped on") && stderr.contains("mutually exclusive"), "{all}");
