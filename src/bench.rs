@@ -324,6 +324,7 @@ impl BenchTarget {
         let mut r = crate::workload::remote::run_all(
             &self.ready,
             &plan,
+            crate::provision::modes::Mode::Full.as_str(),
             launcher,
             &self.control_dir,
             &self.out,

@@ -54,6 +54,13 @@ pub struct WorkloadArgs {
     /// Override the workload's rate (ops/s, open-loop workloads only).
     #[arg(long, value_name = "OPS_PER_S")]
     pub rate: Option<f64>,
+    /// agentsh's layers during the workload (the suite always runs with the installed config):
+    /// full (the default: as installed), baseline (every layer off that the config can turn
+    /// off), one layer alone on top of baseline (shim, seccomp, landlock, ptrace, fuse, network),
+    /// all (each in turn, then a per-layer overhead table), or a comma-separated list.
+    /// Overlays: assets/modes/<mode>.yaml.
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Args)]

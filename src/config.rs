@@ -13,6 +13,7 @@ use crate::analyze::regressions::State;
 use crate::cli::{TargetArgs, WorkloadArgs};
 use crate::exit;
 use crate::provider::{Engine, Provider, ProviderKind, ProviderOpts};
+use crate::provision::modes::Mode;
 use crate::schema::Plan;
 use crate::suite::Suite;
 use crate::suite::integrity::Excludes;
@@ -137,6 +138,8 @@ pub struct RunConfig {
     pub suite: Option<SuiteConfig>,
     /// None with `--workload none`.
     pub workload: Option<Plan>,
+    /// The agentsh configs the workload runs under, in order (`--mode`; `[Full]` by default).
+    pub modes: Vec<Mode>,
     pub out: Option<PathBuf>,
     pub keep: bool,
 }
@@ -159,14 +162,38 @@ impl RunConfig {
                 Some(s)
             }
         };
+        // A `none` side (also one side of a comparison) has no layers to set.
+        let modes = modes(w, targets.agentsh.iter().any(|s| s == "none"), workload.is_some())?;
         Ok(RunConfig {
             targets: TargetConfig::from_args(targets)?,
             suite,
             workload,
+            modes,
             out: out.map(Path::to_path_buf),
             keep,
         })
     }
+}
+
+/// `--mode`, checked: its overlays must parse, and it needs agentsh and a workload to apply to.
+/// With `--agentsh none` every mode is refused, `baseline` too: that mode is agentsh with its
+/// layers off, a different measurement from no agentsh at all (latency.csv's mode `none`).
+fn modes(w: &WorkloadArgs, without_agentsh: bool, with_workload: bool) -> Result<Vec<Mode>> {
+    let Some(typed) = &w.mode else { return Ok(vec![Mode::Full]) };
+    let modes = Mode::parse_list(typed)?;
+    if without_agentsh {
+        return Err(exit::usage(format!(
+            "--mode {typed} configures agentsh's layers, and --agentsh none installs no agentsh (its workload's \
+             mode is `none`; `baseline` is agentsh with its layers off)"
+        )));
+    }
+    if !with_workload {
+        return Err(exit::usage(format!("--mode {typed} applies to the workload: it needs one (--workload NAME)")));
+    }
+    for m in &modes {
+        m.overlay()?;
+    }
+    Ok(modes)
 }
 
 /// The workload plan of a run, with `--duration` and `--rate` applied. `auto` is `default` with
@@ -230,6 +257,11 @@ mod tests {
         assert!(usage_error(&["--provider", "ssh"]).contains("--inventory"));
         assert!(usage_error(&["--policy", "/no/such/policy.yaml"]).contains("/no/such/policy.yaml"));
         assert!(usage_error(&["--workload", "no-such-workload"]).contains("no-such-workload"));
+        assert!(usage_error(&["--mode", "ebpf"]).contains("unknown mode \"ebpf\""));
+        assert!(usage_error(&["--mode", "ptrace,"]).contains("unknown mode \"\""));
+        assert!(usage_error(&["--agentsh", "none", "--mode", "baseline"]).contains("--agentsh none"));
+        assert!(usage_error(&["--agentsh", "none", "--mode", "full"]).contains("--agentsh none"));
+        assert!(usage_error(&["--workload", "none", "--mode", "all"]).contains("needs one"));
         assert!(usage_error(&["--agentsh", "v0.16.9", "--agentsh", "v0.16.9"]).contains("given twice"));
         assert!(usage_error(&["--agentsh", "none", "--agentsh", "v0.16.9", "--agentsh", "v0.20.1"]).contains("two"));
     }
@@ -242,6 +274,18 @@ mod tests {
         assert_eq!(cfg.targets.versus.map(|s| s.to_string()).as_deref(), Some("v0.20.1"));
         // One side has agentsh, so the governed ops run (ungoverned on the `none` side).
         assert_eq!(cfg.workload.map(|p| p.name).as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn mode_defaults_to_full_and_takes_all_or_a_list() {
+        let modes = |args: &[&str]| {
+            let c = cli(args);
+            RunConfig::from_cli(&c.targets, &c.workload, None, false).expect("valid").modes
+        };
+        assert_eq!(modes(&[]), [Mode::Full]);
+        assert_eq!(modes(&["--agentsh", "none"]), [Mode::Full], "the default is no --mode");
+        assert_eq!(modes(&["--mode", "all"]), Mode::ALL);
+        assert_eq!(modes(&["--mode", "ptrace,baseline"]), [Mode::Ptrace, Mode::Baseline]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::config::{RunConfig, SuiteConfig, TargetConfig};
 use crate::exit;
 use crate::progress::Board;
 use crate::provider::{self, Provider, Target};
+use crate::provision::modes::Mode;
 use crate::provision::{self, Failed, Outcome, Setup};
 use crate::results::{RunDir, manifest};
 use crate::schema::Plan;
@@ -71,6 +72,8 @@ pub async fn resolve(spec: Spec) -> Result<Option<Artifact>> {
 pub struct Provisioned {
     pub dir: RunDir,
     pub outcomes: Vec<Outcome>,
+    /// The config installed (what `--mode` overlays are merged over).
+    pub config: Vec<u8>,
     /// sha256 of the config and policy installed (the suite checks they are the ones on disk).
     pub config_sha: String,
     pub policy_sha: String,
@@ -119,6 +122,7 @@ pub async fn provision(
     Ok(Provisioned {
         dir,
         outcomes,
+        config: setup.assets.config.clone(),
         config_sha: sha(&setup.assets.config),
         policy_sha: sha(&setup.assets.policy),
         events_db: setup.assets.events_db(),
@@ -247,7 +251,7 @@ async fn stages(
         None => (exit::OK, false),
     };
     let (code, interrupted) = match &cfg.workload {
-        Some(plan) if !suite_interrupted => run_workload(&p, plan, stop).await?,
+        Some(plan) if !suite_interrupted => run_workload(&p, plan, &cfg.modes, cfg.keep, stop).await?,
         _ => (exit::OK, suite_interrupted),
     };
     // Also for an interrupted run: the report shows what it had. A report that cannot be written
@@ -315,14 +319,6 @@ async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, sto
     }
     println!("comparison: {}", csv.display());
     Ok(worse(a_code, b_code))
-}
-
-/// The worse of two exit codes, a regression (1) outranking an unproven or failed run (2).
-fn worse(a: u8, b: u8) -> u8 {
-    match (a, b) {
-        (exit::OK, c) | (c, exit::OK) => c,
-        (a, b) => a.min(b),
-    }
 }
 
 /// Provisioning, raced against Ctrl-C: a Ctrl-C drops it (its ssh and engine child processes
@@ -513,45 +509,222 @@ fn against_baseline(
     Ok(changes.iter().filter(|r| r.change == Change::Broken).count())
 }
 
-/// Runs the workload on every ready target at once; writes latency.csv, histograms/, charts/ and
-/// workload.json, also after Ctrl-C (from what the drivers had sent). Returns the exit code (1
-/// when an op decided wrongly, 2 when a target's driver failed) and whether it was interrupted.
-async fn run_workload(p: &Provisioned, plan: &Plan, stop: &Stop) -> Result<(u8, bool)> {
+/// The worse of two exit codes, a regression (1) outranking an unproven or failed run (2).
+fn worse(a: u8, b: u8) -> u8 {
+    match (a, b) {
+        (exit::OK, c) | (c, exit::OK) => c,
+        (a, b) => a.min(b),
+    }
+}
+
+/// What the workload has produced so far, over every mode: what latency.csv and workload.json
+/// are written from after each mode (so Ctrl-C or an error keeps every mode that ran).
+struct WorkloadSoFar<'a> {
+    plan: &'a Plan,
+    rows: Vec<crate::results::OpTotals>,
+    targets: Vec<manifest::WorkloadTarget>,
+    modes: Vec<manifest::ModeRun>,
+}
+
+impl WorkloadSoFar<'_> {
+    fn write_json(&self, dir: &RunDir, interrupted: bool) -> Result<()> {
+        dir.write_json(
+            &dir.workload_json(),
+            &manifest::Workload {
+                plan: self.plan.clone(),
+                interrupted,
+                targets: self.targets.clone(),
+                modes: self.modes.clone(),
+            },
+        )
+    }
+}
+
+/// Runs the workload on every ready target at once, once per mode of `--mode` in its order.
+/// Before each mode (unless `full` runs alone, on the config the suite ran with) every target's
+/// agentsh is switched to the mode's config (`provision::modes`); a target whose agentsh refuses
+/// it sits the mode out, with the server's error printed and kept in workload.json, and the
+/// others run it. Writes latency.csv (every mode's rows), histograms/ and charts/ under each
+/// mode's workload key (`results::workload_key`), workload.json, and for more than one mode
+/// overhead.csv and the per-layer table; also after Ctrl-C (from what the drivers had sent).
+/// With `keep`, targets are left in the installed config. Returns the exit code (1 when an op
+/// decided wrongly, 2 when a target's driver failed or agentsh refused a mode) and whether it was
+/// interrupted.
+async fn run_workload(p: &Provisioned, plan: &Plan, modes: &[Mode], keep: bool, stop: &Stop) -> Result<(u8, bool)> {
     let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
     let board = Board::new();
+    let mut so_far = WorkloadSoFar { plan, rows: Vec::new(), targets: Vec::new(), modes: Vec::new() };
+    let (mut code, mut interrupted) = (exit::OK, false);
+    // Whether the targets run another config than the one installed.
+    let mut switched = false;
+    for &mode in modes {
+        if stop.is_raised() {
+            interrupted = true;
+            break;
+        }
+        let key = crate::results::workload_key(&plan.name, mode.as_str());
+        let mut entry = manifest::ModeRun {
+            mode: mode.to_string(),
+            workload: key.clone(),
+            status: "ran".into(),
+            applied_s: Default::default(),
+            refused: Default::default(),
+        };
+        let mut targets = ready.clone();
+        if modes.len() > 1 || mode != Mode::Full {
+            let Some(applied) = switch_mode(p, &ready, mode, &p.config, &board, stop).await else {
+                interrupted = true;
+                break;
+            };
+            switched = mode != Mode::Full;
+            for (name, r) in applied {
+                match r {
+                    Ok(seconds) => {
+                        entry.applied_s.insert(name, seconds);
+                    }
+                    Err(e) => {
+                        let indented: Vec<String> = e.lines().map(|l| format!("  {l}")).collect();
+                        eprintln!("mode {mode} skipped on {name}:\n{}", indented.join("\n"));
+                        entry.refused.insert(name, e);
+                    }
+                }
+            }
+            targets.retain(|r| !entry.refused.contains_key(&r.target.name));
+            if !entry.refused.is_empty() {
+                code = worse(code, exit::INFRA);
+            }
+        }
+        if targets.is_empty() {
+            entry.status = "skipped".into();
+            so_far.modes.push(entry);
+            so_far.write_json(&p.dir, false)?;
+            continue;
+        }
+        so_far.modes.push(entry);
+        let (c, stopped) =
+            measure(p, &targets, &Plan { name: key, ..plan.clone() }, mode, &board, stop, &mut so_far).await?;
+        code = worse(code, c);
+        if stopped {
+            interrupted = true;
+            break;
+        }
+    }
+    if keep && switched && !interrupted {
+        // A kept target is left as provisioned, whatever mode ran last.
+        let restored = switch_mode(p, &ready, Mode::Full, &p.config, &board, stop).await.unwrap_or_default();
+        for (name, r) in restored {
+            if let Err(e) = r {
+                eprintln!("warning: {name} could not be put back in the installed config: {e}");
+            }
+        }
+    }
+    let ran: Vec<String> = so_far.modes.iter().filter(|m| m.status == "ran").map(|m| m.mode.clone()).collect();
+    if ran.len() > 1 {
+        let ops: Vec<String> = plan.ops.iter().map(|o| o.name.clone()).collect();
+        let table = crate::report::overhead::Table::new(&so_far.rows, &ops, &ran)?;
+        table.write_csv(&p.dir.overhead_csv())?;
+        println!("\noverhead per layer ({}):\n{}", p.dir.overhead_csv().display(), table.render());
+    }
+    for m in so_far.modes.iter().filter(|m| !m.refused.is_empty()) {
+        let on: Vec<&str> = m.refused.keys().map(String::as_str).collect();
+        let others = if m.status == "ran" { ", ran on the others" } else { "" };
+        eprintln!("mode {} skipped on {}{others} (why: workload.json's modes)", m.mode, on.join(", "));
+    }
+    Ok((code, interrupted))
+}
+
+/// Puts every target's agentsh in `mode` at once (`provision::modes::apply`). Per target, the
+/// seconds it took or why it did not take it (agentsh's own error, or the target's); None when
+/// Ctrl-C came first.
+async fn switch_mode(
+    p: &Provisioned,
+    targets: &[provision::Ready],
+    mode: Mode,
+    installed: &[u8],
+    board: &Board,
+    stop: &Stop,
+) -> Option<Vec<(String, std::result::Result<f64, String>)>> {
+    let config = match provision::modes::config_for(installed, mode) {
+        Ok(c) => c,
+        Err(e) => return Some(targets.iter().map(|r| (r.target.name.clone(), Err(format!("{e:#}")))).collect()),
+    };
+    let jobs = targets.iter().map(|r| {
+        let (config, name) = (&config, &r.target.name);
+        async move {
+            let line = board.line(&format!("{name} mode {mode}"));
+            line.step("restarting agentsh with the mode's config");
+            let res = async {
+                let conn =
+                    crate::control::Conn::connect(&format!("{name}/observe"), &r.target.observe, &p.control_dir, 6)
+                        .await?;
+                provision::modes::apply(&conn, config).await
+            }
+            .await;
+            let res = match res {
+                Ok(Ok(seconds)) => Ok(seconds),
+                Ok(Err(refused)) => Err(refused.to_string()),
+                Err(e) => Err(format!("{e:#}")),
+            };
+            match &res {
+                Ok(seconds) => line.finish(true, &format!("agentsh up in mode {mode} ({seconds:.1} s)")),
+                Err(e) => line.finish(false, &format!("mode {mode} not taken: {}", e.lines().last().unwrap_or(""))),
+            }
+            (name.clone(), res)
+        }
+    });
+    tokio::select! {
+        r = futures::future::join_all(jobs) => Some(r),
+        _ = stop.requested() => None,
+    }
+}
+
+/// One mode's workload on `targets` (those that took the mode); its rows and targets are added
+/// to `so_far`, and latency.csv, the mode's charts and workload.json written from it. Returns the
+/// mode's exit code and whether Ctrl-C ended it.
+async fn measure(
+    p: &Provisioned,
+    targets: &[provision::Ready],
+    plan: &Plan,
+    mode: Mode,
+    board: &Board,
+    stop: &Stop,
+    so_far: &mut WorkloadSoFar<'_>,
+) -> Result<(u8, bool)> {
     board.println(&format!(
         "workload {} on {} target(s): {:?}, {} s",
         plan.name,
-        ready.len(),
+        targets.len(),
         plan.load,
         plan.duration_ms / 1000
     ));
     let results = crate::workload::remote::run_all(
-        &ready,
+        targets,
         plan,
+        mode.as_str(),
         crate::workload::remote::Launcher::Plain,
         &p.control_dir,
         &p.dir.path,
-        &board,
+        board,
         stop.receiver(),
     )
     .await;
     let interrupted = stop.is_raised();
-    let mut rows = Vec::new();
+    let first = so_far.rows.len();
     let mut failed = 0;
     let mut per_target = Vec::new();
-    for r in results {
+    for (r, ready) in results.into_iter().zip(targets) {
         match r {
             Ok(t) => {
                 per_target.push(manifest::WorkloadTarget {
                     target: t.target,
+                    mode: crate::workload::remote::mode_label(ready, mode.as_str()).to_string(),
                     partial: t.partial,
                     driver_rss_kb_first_minute: t.driver_rss_kb_first_minute,
                     driver_rss_kb_last_minute: t.driver_rss_kb_last_minute,
                     finished: t.finished,
                     wedges: t.wedges,
                 });
-                rows.extend(t.totals);
+                so_far.rows.extend(t.totals);
             }
             Err(e) => {
                 failed += 1;
@@ -559,17 +732,15 @@ async fn run_workload(p: &Provisioned, plan: &Plan, stop: &Stop) -> Result<(u8, 
             }
         }
     }
-    let targets: Vec<String> = ready.iter().map(|r| r.target.name.clone()).collect();
-    let results = crate::report::Results::Workload { name: &plan.name, totals: &rows, targets: &targets };
+    let names: Vec<String> = targets.iter().map(|r| r.target.name.clone()).collect();
+    let results = crate::report::Results::Workload { name: &plan.name, totals: &so_far.rows, targets: &names };
     // One chart per target can take seconds: off the async workers.
     tokio::task::block_in_place(|| crate::report::export(&results, &p.dir))?;
-    let wedged = per_target.clone();
-    p.dir.write_json(
-        &p.dir.workload_json(),
-        &manifest::Workload { plan: plan.clone(), interrupted, targets: per_target.clone() },
-    )?;
-    crate::report::latency::print_summary(&rows);
-    for t in &wedged {
+    so_far.targets.extend(per_target.iter().cloned());
+    so_far.write_json(&p.dir, interrupted)?;
+    let rows = &so_far.rows[first..];
+    crate::report::latency::print_summary(rows);
+    for t in &per_target {
         for w in &t.wedges {
             eprintln!(
                 "{}: agentsh wedged {:.0} s into the workload ({}); {} after {:.1} s",
@@ -577,16 +748,43 @@ async fn run_workload(p: &Provisioned, plan: &Plan, stop: &Stop) -> Result<(u8, 
             );
         }
     }
-    let wrong: u64 = rows.iter().map(|r| r.counts.wrong).sum();
+    let (wrong, let_through) = wrong_decisions(rows, plan, mode);
+    if let_through > 0 {
+        println!(
+            "mode {mode}: {let_through} denied op(s) got through with the layers that deny them off \
+             (not counted as wrong decisions: the mode turned those layers off)"
+        );
+    }
     let code = if failed > 0 {
         exit::INFRA
     } else if wrong > 0 {
-        eprintln!("{wrong} wrong decision(s) under load (see workload.json for samples)");
+        eprintln!("{wrong} wrong decision(s) under load in mode {mode} (see workload.json for samples)");
         exit::REGRESSION
     } else {
         exit::OK
     };
     Ok((code, interrupted))
+}
+
+/// Wrong decisions that count against agentsh, and those that do not: in any mode but `full`
+/// some layers are off on purpose, so a denied op that got through there says what the mode
+/// removed (an allowed op refused is wrong in every mode).
+fn wrong_decisions(rows: &[crate::results::OpTotals], plan: &Plan, mode: Mode) -> (u64, u64) {
+    use crate::schema::{Expected, OpKind};
+    let denied = |op: &str| {
+        plan.ops
+            .iter()
+            .any(|o| o.name == op && matches!(&o.kind, OpKind::Governed { expected: Expected::Deny { .. }, .. }))
+    };
+    let (mut wrong, mut let_through) = (0, 0);
+    for r in rows {
+        if mode != Mode::Full && denied(&r.op) {
+            let_through += r.counts.wrong;
+        } else {
+            wrong += r.counts.wrong;
+        }
+    }
+    (wrong, let_through)
 }
 
 /// `up`: provision and leave the targets running. An error leaves what was made for `down`.
@@ -646,6 +844,7 @@ mod tests {
             suite: with_suite
                 .then(|| SuiteConfig::load(provider::ProviderKind::Local, 1, None).expect("the suite loads")),
             workload: None,
+            modes: vec![Mode::Full],
             out: Some(out.to_path_buf()),
             keep,
         }

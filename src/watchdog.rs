@@ -64,6 +64,36 @@ pub async fn check(shim: &Conn, observe: &Conn) -> Option<String> {
     }
 }
 
+/// Kills every agentsh process of the target, the way a wedged server has to be killed: a killed
+/// server whose thread sits in clone() behind a FUSE request lingers, and its fork may have
+/// mounted anew since an earlier abort (seen under load), so the target's FUSE connections are
+/// aborted after the kill and the kill repeated, leaving the port free for a new server. Also how
+/// `provision::modes` stops the server before starting it with another config.
+///
+/// An agentsh process is one whose command line starts with `agentsh` or with its installed path:
+/// the agentsh CLI auto-starts a server as `/usr/bin/agentsh server` when the one the harness
+/// started is gone (the shim's `agentsh exec` does not have `AGENTSH_NO_AUTO`), and that one
+/// must die too, or it keeps the port and answers /health for the next server.
+///
+/// A killed server whose thread sits in clone() behind a FUSE request lingers, its fork may have
+/// mounted anew since the first abort, and while it lives it holds the port: a new server then
+/// dies on "address already in use" while the old one still answers /health, until it too dies
+/// (seen under load). So: abort and kill until no agentsh process is left (10 s at most).
+pub fn kill_server() -> String {
+    let p = AGENTSH_PROCESS;
+    format!(
+        "pkill -9 -f '{p}'; sleep 0.5\nfor i in 1 2 3 4 5 6 7 8 9 10; do\npgrep -f '{p}' >/dev/null || break\n\
+         {ABORT_FUSE}\npkill -9 -f '{p}'; sleep 1\ndone"
+    )
+}
+
+/// `pgrep -f` pattern of agentsh's processes (server, CLI, wrapper), wherever they were started
+/// from, and not the harness's own driver (`/usr/local/bin/agentsh-bench`).
+pub const AGENTSH_PROCESS: &str = "^(/usr/bin/|/usr/sbin/|/bin/)?agentsh(-unixwrap|-stub)?( |$)";
+
+/// `pgrep -f` pattern of an agentsh server, whoever started it.
+pub const AGENTSH_SERVER: &str = "^(/usr/bin/|/usr/sbin/|/bin/)?agentsh server( |$)";
+
 /// Keeps the evidence in `dir/wedge-N.txt`, aborts this target's FUSE connections, kills every
 /// agentsh process and restarts the server. Returns what was aborted, for the log.
 pub async fn recover(observe: &Conn, dir: &Path, n: u32, why: &str) -> Result<String> {
@@ -73,16 +103,7 @@ pub async fn recover(observe: &Conn, dir: &Path, n: u32, why: &str) -> Result<St
     std::fs::write(dir.join(format!("wedge-{n}.txt")), format!("wedge {n}: {why}\n{evidence}"))
         .with_context(|| format!("writing {}", dir.display()))?;
     let aborted = observe.run(ABORT_FUSE, quick).await.context("aborting FUSE connections")?;
-    // A killed server whose thread sits in clone() behind a FUSE request lingers, its fork may
-    // have mounted anew since the first abort, and while it lives it holds the port: a new
-    // server then dies on "address already in use" while the old one still answers /health,
-    // until it too dies (seen under load). So: abort and kill until no server is left (10 s at
-    // most), then start the new one.
-    let restart = format!(
-        "pkill -9 -f '^agentsh'; sleep 0.5\nfor i in 1 2 3 4 5 6 7 8 9 10; do\npgrep -f '^agentsh' >/dev/null || \
-         break\n{ABORT_FUSE}\npkill -9 -f '^agentsh'; sleep 1\ndone\n{}",
-        crate::target::SERVER_START
-    );
+    let restart = format!("{}\n{}", kill_server(), crate::target::SERVER_START);
     let out = observe.run(&restart, quick * 2).await.context("restarting the agentsh server")?;
     if !out.ok() {
         bail!("the agentsh server did not come back after wedge {n}: {}", out.describe());

@@ -77,14 +77,15 @@ fn add_probe_rule(policy: &mut Value) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn read_yaml(path: &Path) -> Result<Value> {
+pub(super) fn read_yaml(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     // serde_yaml's message carries "at line L column C"; the file name makes it actionable.
     serde_yaml::from_str(&text).map_err(|e| crate::exit::usage(format!("{}: {e}", path.display())))
 }
 
-/// Deep merge: mappings merge key by key, anything else in `over` replaces what is in `base`.
-fn merge(base: &mut Value, over: Value) {
+/// Deep merge: mappings merge key by key, anything else in `over` replaces what is in `base`
+/// (`null` included: how an overlay removes a value).
+pub(super) fn merge(base: &mut Value, over: Value) {
     match (base, over) {
         (Value::Mapping(b), Value::Mapping(o)) => {
             for (k, v) in o {
@@ -153,6 +154,20 @@ mod tests {
         std::fs::write(f.path(), "command_rules: 3\n").unwrap();
         let e = load(ProviderKind::Local, None, None, Some(f.path())).err().unwrap();
         assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE);
+    }
+
+    #[test]
+    fn merge_goes_key_by_key_and_replaces_leaves_lists_and_nulls() {
+        let mut base: Value =
+            serde_yaml::from_str("a: {b: 1, c: [1, 2], d: {e: x}}\nkeep: 1\nenv: {BASH_ENV: /x}\n").unwrap();
+        let over: Value = serde_yaml::from_str("a: {b: 2, c: [3], d: {f: y}, new: true}\nenv: null\n").unwrap();
+        merge(&mut base, over);
+        let want: Value =
+            serde_yaml::from_str("a: {b: 2, c: [3], d: {e: x, f: y}, new: true}\nkeep: 1\nenv: null\n").unwrap();
+        assert_eq!(base, want);
+        // An empty mapping changes nothing.
+        merge(&mut base, serde_yaml::from_str("{}").unwrap());
+        assert_eq!(base, want);
     }
 
     #[test]

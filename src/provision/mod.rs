@@ -3,6 +3,7 @@
 //! step and the command's stderr while the others go on.
 
 pub mod assets;
+pub mod modes;
 mod steps;
 pub mod versions;
 

@@ -626,7 +626,24 @@ fn workload_section(run: &RunDir) -> Option<String> {
             None
         }
     };
-    joined([shown(workload_facts(run)), shown(latency_part(run, latency))])
+    joined([shown(workload_facts(run)), shown(overhead_part(run)), shown(latency_part(run, latency))])
+}
+
+/// overhead.csv (a workload run in several `--mode`s): each op's latency per mode and its ratio
+/// to baseline; a row whose op had errors or wrong decisions is marked.
+fn overhead_part(run: &RunDir) -> Result<Option<String>> {
+    let class = |c: &Csv, r: &[String]| {
+        let n = |col: &str| c.get(r, col).parse::<u64>().unwrap_or(0);
+        (n("errors") > 0 || n("wrong_decisions") > 0).then_some("flaky")
+    };
+    Ok(csv_table(&run.overhead_csv(), class)?.map(|t| {
+        format!(
+            "<h3>Overhead per layer</h3>\n<p>Response time over all targets per mode (<code>--mode</code>, \
+             assets/modes/), and its ratio to <code>baseline</code>: agentsh with its layers off. A marked \
+             row had errors or wrong decisions: a denied op whose layer is off runs to the end, an op \
+             that needs an absent layer fails, so its figure is not that layer's cost.</p>\n{t}"
+        )
+    }))
 }
 
 /// latency.csv with the wrong decisions counted first: a wrong decision under load is a failure.
@@ -667,8 +684,28 @@ fn workload_facts(run: &RunDir) -> Result<Option<String>> {
         ("ops", esc(&ops.join(", "))),
         ("interrupted", if w.interrupted { "yes: figures cover the intervals received".into() } else { "no".into() }),
     ]);
+    if !w.modes.is_empty() {
+        let modes: Vec<String> = w
+            .modes
+            .iter()
+            .map(|m| {
+                let refused: Vec<String> = m
+                    .refused
+                    .iter()
+                    .map(|(t, e)| format!("refused on {t}: {}", e.lines().last().unwrap_or_default()))
+                    .collect();
+                let mut line = format!("{} ({}, results under {})", m.mode, m.status, m.workload);
+                if !refused.is_empty() {
+                    line.push_str(&format!(": {}", refused.join("; ")));
+                }
+                esc(&line)
+            })
+            .collect();
+        h.push_str(&facts(&[("modes", modes.join("<br>"))]));
+    }
     let headers: Vec<String> = [
         "target",
+        "mode",
         "partial",
         "completed",
         "measured_ms",
@@ -695,6 +732,7 @@ fn workload_facts(run: &RunDir) -> Result<Option<String>> {
                 class,
                 vec![
                     t.target.clone(),
+                    t.mode.clone(),
                     t.partial.to_string(),
                     t.finished.completed.to_string(),
                     t.finished.measured_ms.to_string(),
@@ -948,14 +986,38 @@ mod tests {
             interrupted: false,
             targets: vec![crate::results::manifest::WorkloadTarget {
                 target: "t-0".into(),
+                mode: "full".into(),
                 partial: false,
                 driver_rss_kb_first_minute: 9000,
                 driver_rss_kb_last_minute: 9100,
                 finished,
                 wedges: Vec::new(),
             }],
+            modes: vec![
+                crate::results::manifest::ModeRun {
+                    mode: "full".into(),
+                    workload: "exec-mix".into(),
+                    status: "ran".into(),
+                    applied_s: Default::default(),
+                    refused: Default::default(),
+                },
+                crate::results::manifest::ModeRun {
+                    mode: "shim".into(),
+                    workload: "exec-mix@shim".into(),
+                    status: "skipped".into(),
+                    applied_s: Default::default(),
+                    refused: [("t-0".to_string(), "starting\nconfig: <invalid> key".to_string())].into(),
+                },
+            ],
         };
         run.write_json(&run.workload_json(), &workload).expect("workload.json");
+        std::fs::write(
+            run.overhead_csv(),
+            "op,mode,count,errors,wrong_decisions,response_p50_ms,response_p99_ms,p50_vs_baseline,p99_vs_baseline\n\
+             echo,baseline,10,0,0,1.000,2.000,1.000,1.000\n\
+             echo,ptrace,10,1,0,3.000,6.000,3.000,3.000\n",
+        )
+        .expect("overhead.csv");
         std::fs::write(
             run.comparison_csv("exec-mix"),
             "op,base_count,run_count,response_p50_base_ms,response_p50_run_ms,response_p50_ratio,\
@@ -1015,6 +1077,12 @@ mod tests {
         assert!(html.contains("<tr class=\"violated\"><td>t-0</td><td>0.16.9</td><td>default</td><td>echo</td>"));
         assert!(html.contains("<td>exec-mix</td>") && html.contains("<td>echo: wrong: exit 126 &lt;denied&gt;</td>"));
         assert!(html.contains("<th>response_p50_ratio_ci_low</th>"));
+        // workload.json's modes (a refused one with agentsh's last line), overhead.csv.
+        assert!(
+            html.contains("shim (skipped, results under exec-mix@shim): refused on t-0: config: &lt;invalid&gt; key")
+        );
+        assert!(html.contains("<h3>Overhead per layer</h3>"));
+        assert!(html.contains("<tr class=\"flaky\"><td>echo</td><td>ptrace</td>"), "{html}");
         assert!(html.contains("<td class=\"num sig\">0.001</td>"));
         // Charts: the heatmap's SVG inline (its PNG twin left out), the lone PNG as a data URI.
         assert!(html.contains("<figure><svg"), "inline svg");

@@ -11,6 +11,7 @@ pub mod charts;
 pub mod comparison;
 pub mod html;
 pub mod latency;
+pub mod overhead;
 pub mod verdicts;
 
 use anyhow::Result;

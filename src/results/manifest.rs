@@ -118,12 +118,38 @@ pub struct Workload {
     pub plan: Plan,
     /// Stopped by Ctrl-C: the figures cover the intervals received until then.
     pub interrupted: bool,
+    /// One entry per target and mode that ran, in the order they ran.
     pub targets: Vec<WorkloadTarget>,
+    /// Each `--mode` asked for, in order, with how applying it went (one `full` entry for a run
+    /// without `--mode`); a mode is never left out: one agentsh refused is listed with its error.
+    #[serde(default)]
+    pub modes: Vec<ModeRun>,
+}
+
+/// One mode of the workload (`provision::modes`): where its results are, and whether agentsh
+/// took its config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModeRun {
+    pub mode: String,
+    /// Its folder under histograms/ and charts/ ([`super::workload_key`]).
+    pub workload: String,
+    /// `ran` (on at least one target) or `skipped` (on none: refused everywhere, or every
+    /// target's config could not be written).
+    pub status: String,
+    /// Seconds each target took to take the mode's config (write it, restart the server, /health
+    /// answering); empty when the targets were already in it (`full` run alone).
+    pub applied_s: BTreeMap<String, f64>,
+    /// Targets that did not run the mode, with why: agentsh's own error from server.log when it
+    /// would not start with the config.
+    pub refused: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkloadTarget {
     pub target: String,
+    /// The mode the target's agentsh was in (`none` without agentsh); absent before `--mode`.
+    #[serde(default)]
+    pub mode: String,
     pub partial: bool,
     pub driver_rss_kb_first_minute: u64,
     pub driver_rss_kb_last_minute: u64,
@@ -244,28 +270,46 @@ mod tests {
             interrupted: true,
             targets: vec![WorkloadTarget {
                 target: "t-0".into(),
+                mode: "ptrace".into(),
                 partial: true,
                 driver_rss_kb_first_minute: 5,
                 driver_rss_kb_last_minute: 6,
                 finished: finished.clone(),
                 wedges: vec![Wedge { at_s: 10.0, recovery_s: 1.2, why: "health".into(), outcome: "recovered".into() }],
             }],
+            modes: vec![ModeRun {
+                mode: "ptrace".into(),
+                workload: "exec-mix@ptrace".into(),
+                status: "ran".into(),
+                applied_s: [("t-0".to_string(), 2.5)].into(),
+                refused: [("t-1".to_string(), "mutually exclusive".to_string())].into(),
+            }],
         };
         d.write_json(&d.workload_json(), &w).unwrap();
         let per_target = vec![json!({
             "target": "t-0",
+            "mode": "ptrace",
             "partial": true,
             "driver_rss_kb_first_minute": 5u64,
             "driver_rss_kb_last_minute": 6u64,
             "finished": finished,
             "wedges": [{"at_s": 10.0, "recovery_s": 1.2, "why": "health", "outcome": "recovered"}],
         })];
-        let old = json!({"plan": plan(), "interrupted": true, "targets": per_target});
+        let modes = json!([{"mode": "ptrace", "workload": "exec-mix@ptrace", "status": "ran",
+            "applied_s": {"t-0": 2.5}, "refused": {"t-1": "mutually exclusive"}}]);
+        let now = json!({"plan": plan(), "interrupted": true, "targets": per_target, "modes": modes});
         assert_eq!(
             String::from_utf8_lossy(&std::fs::read(d.workload_json()).unwrap()),
-            String::from_utf8_lossy(&serde_json::to_vec_pretty(&old).unwrap())
+            String::from_utf8_lossy(&serde_json::to_vec_pretty(&now).unwrap())
         );
         let back: Workload = serde_json::from_slice(&std::fs::read(d.workload_json()).unwrap()).unwrap();
         assert!(back.interrupted && back.targets[0].partial);
+        assert_eq!(back.modes, w.modes);
+        // A workload.json from before --mode (no mode, no modes) still reads.
+        let mut before = now.clone();
+        before.as_object_mut().unwrap().remove("modes");
+        before["targets"][0].as_object_mut().unwrap().remove("mode");
+        let back: Workload = serde_json::from_value(before).unwrap();
+        assert!(back.modes.is_empty() && back.targets[0].mode.is_empty());
     }
 }

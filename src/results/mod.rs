@@ -30,6 +30,14 @@ pub struct RunDir {
     pub path: PathBuf,
 }
 
+/// The name a workload's results go under in one mode (`provision::modes`): its own name in
+/// `full` (the default, so runs without `--mode` and `compare` keep their names), `NAME@MODE` in
+/// any other: `histograms/default@ptrace/`, `charts/default@ptrace/`,
+/// `targets/<t>/workload-default@ptrace/`. Modes of one run never overwrite each other.
+pub fn workload_key(workload: &str, mode: &str) -> String {
+    if mode == "full" { workload.to_string() } else { format!("{workload}@{mode}") }
+}
+
 /// The two histograms the driver records per op (see `schema::Interval`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HlogKind {
@@ -124,9 +132,15 @@ impl RunDir {
         self.path.join("expectations.csv")
     }
 
-    /// `latency.csv`: one row per target × op of the workload.
+    /// `latency.csv`: one row per target × op of the workload (× mode, with `--mode`).
     pub fn latency_csv(&self) -> PathBuf {
         self.path.join("latency.csv")
+    }
+
+    /// `overhead.csv`: per op and mode, the latency over all targets and its ratio to `baseline`
+    /// (written when the workload ran in more than one mode).
+    pub fn overhead_csv(&self) -> PathBuf {
+        self.path.join("overhead.csv")
     }
 
     /// `comparison-<workload>.csv`, written into the run that `compare` compared with a baseline.
@@ -256,6 +270,15 @@ mod tests {
         assert_eq!(rel(d.regressions_csv()), "regressions.csv");
         assert_eq!(rel(d.expectations_csv()), "expectations.csv");
         assert_eq!(rel(d.latency_csv()), "latency.csv");
+        assert_eq!(rel(d.overhead_csv()), "overhead.csv");
+        assert_eq!(
+            rel(d.hlog(&workload_key("w", "ptrace"), "t-0", HlogKind::Response)),
+            "histograms/w@ptrace/t-0.response.hlog"
+        );
+        assert_eq!(
+            rel(d.hlog(&workload_key("w", "full"), "t-0", HlogKind::Response)),
+            "histograms/w/t-0.response.hlog"
+        );
         assert_eq!(rel(d.comparison_csv("w")), "comparison-w.csv");
         assert_eq!(rel(d.report_html()), "report.html");
         assert_eq!(rel(d.comparison_svg("w")), "comparison-w.svg");

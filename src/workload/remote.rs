@@ -47,31 +47,20 @@ impl Launcher {
     }
 }
 
-/// What a target runs the workload under (latency.csv's `mode`, the hlog comments). Only the
-/// default config exists so far; targets without agentsh measure the baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Baseline,
-    Default,
-}
-
-impl Mode {
-    pub fn of(ready: &Ready) -> Mode {
-        if ready.agentsh_version.is_some() { Mode::Default } else { Mode::Baseline }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Baseline => "baseline",
-            Mode::Default => "default",
-        }
-    }
+/// latency.csv's `mode` and the hlog comments for a target: `none` without agentsh (its governed
+/// ops run as their ungoverned twins), else the mode agentsh's config is in
+/// (`provision::modes::Mode`, `full` unless `--mode` said otherwise).
+pub fn mode_label<'a>(ready: &Ready, mode: &'a str) -> &'a str {
+    if ready.agentsh_version.is_some() { mode } else { "none" }
 }
 
 /// When `stop` turns true every target stops reading and keeps what it has (partial results).
+/// `mode` is what targets with agentsh are labelled with ([`mode_label`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_all(
     targets: &[Ready],
     plan: &Plan,
+    mode: &str,
     launcher: Launcher,
     control_dir: &Path,
     out: &Path,
@@ -82,7 +71,7 @@ pub async fn run_all(
         let stop = stop.clone();
         async move {
             let line = board.line(&format!("{} {}", r.target.name, plan.name));
-            let res = run_one(r, plan, launcher, control_dir, out, &line, stop).await;
+            let res = run_one(r, plan, mode_label(r, mode), launcher, control_dir, out, &line, stop).await;
             match &res {
                 Ok(t) => line.finish(true, &format!("{} ops", t.totals.iter().map(|o| o.counts.count).sum::<u64>())),
                 Err(e) => line.finish(false, &format!("{e:#}")),
@@ -94,9 +83,11 @@ pub async fn run_all(
 }
 
 /// Runs the driver on one target and turns its record stream into that target's result.
+#[allow(clippy::too_many_arguments)]
 async fn run_one(
     ready: &Ready,
     plan: &Plan,
+    mode: &str,
     launcher: Launcher,
     control_dir: &Path,
     out: &Path,
@@ -110,9 +101,9 @@ async fn run_one(
     let wedge_dir = run_dir.target_dir(name).join(format!("workload-{}", plan.name));
     let hist_dir = run_dir.workload_histograms_dir(&plan.name);
     std::fs::create_dir_all(&hist_dir).with_context(|| format!("creating {}", hist_dir.display()))?;
-    let mut collector = Collector::new(name, version, Mode::of(ready).as_str(), plan, run_dir, line);
+    let mut collector = Collector::new(name, version, mode, plan, run_dir, line);
 
-    let plan_sent = Plan { ungoverned: Mode::of(ready) == Mode::Baseline, ..plan.clone() };
+    let plan_sent = Plan { ungoverned: ready.agentsh_version.is_none(), ..plan.clone() };
     let stdin = serde_json::to_vec(&plan_sent)?;
     let budget = Duration::from_millis(plan.warmup_ms + plan.duration_ms) + Duration::from_secs(120);
     let command = format!("{}{} driver", launcher.prefix(), crate::target::DRIVER_PATH);
@@ -155,6 +146,14 @@ async fn watch_for_wedges(
         };
         let at = start.elapsed();
         let n = wedges.borrow().len() as u32 + 1;
+        // On record before the recovery: when the driver ends first, this future is dropped
+        // mid-recovery, and the wedge must still be in workload.json (its figures are the wedge's).
+        wedges.borrow_mut().push(crate::results::manifest::Wedge {
+            at_s: at.as_secs_f64(),
+            recovery_s: 0.0,
+            why: why.clone(),
+            outcome: "not recovered: the workload ended during the recovery".into(),
+        });
         let outcome = match std::fs::create_dir_all(dir) {
             Ok(()) => match crate::watchdog::recover(observe, dir, n, &why).await {
                 Ok(aborted) => format!("recovered: {aborted}"),
@@ -165,7 +164,9 @@ async fn watch_for_wedges(
         tracing::warn!("workload: agentsh wedged ({why}); {outcome}");
         let recovery_s = (start.elapsed() - at).as_secs_f64();
         let lost = outcome.starts_with("not recovered");
-        wedges.borrow_mut().push(crate::results::manifest::Wedge { at_s: at.as_secs_f64(), recovery_s, why, outcome });
+        if let Some(w) = wedges.borrow_mut().last_mut() {
+            (w.recovery_s, w.outcome) = (recovery_s, outcome);
+        }
         if lost {
             // Nothing more to try on this target; the driver ends on its own deadline.
             std::future::pending::<()>().await;
@@ -178,7 +179,7 @@ async fn watch_for_wedges(
 struct Collector<'a> {
     name: &'a str,
     version: String,
-    mode: &'static str,
+    mode: &'a str,
     plan: &'a Plan,
     run_dir: RunDir,
     line: &'a crate::progress::Line,
@@ -200,7 +201,7 @@ impl<'a> Collector<'a> {
     fn new(
         name: &'a str,
         version: String,
-        mode: &'static str,
+        mode: &'a str,
         plan: &'a Plan,
         run_dir: RunDir,
         line: &'a crate::progress::Line,
@@ -368,7 +369,7 @@ mod tests {
         let (plan, line) = (plan(), crate::progress::Board::new().line("t"));
         let run_dir = RunDir::at(dir.path());
         std::fs::create_dir_all(run_dir.workload_histograms_dir("w")).unwrap();
-        let mut c = Collector::new("t-0", "none".into(), "baseline", &plan, RunDir::at(dir.path()), &line);
+        let mut c = Collector::new("t-0", "none".into(), "none", &plan, RunDir::at(dir.path()), &line);
         let err = c.take_line(&interval_line("a", 0, 100, 0)).unwrap_err();
         assert_eq!(format!("{err:#}"), "interval before start");
         c.take_line(STARTED).unwrap();
@@ -401,16 +402,16 @@ mod tests {
             c.take_line(STARTED).unwrap();
             c.take_line(&interval_line("a", 0, 100, 0)).unwrap();
         };
-        let mut c = Collector::new("t-0", "none".into(), "baseline", &plan, RunDir::at(dir.path()), &line);
+        let mut c = Collector::new("t-0", "none".into(), "none", &plan, RunDir::at(dir.path()), &line);
         fill(&mut c);
         let r = c.finish(&exited(0), true).unwrap();
         assert!(r.partial);
         assert_eq!((r.finished.measured_ms, r.totals[0].measured_ms), (1000, 1000));
-        let mut c = Collector::new("t-0", "none".into(), "baseline", &plan, RunDir::at(dir.path()), &line);
+        let mut c = Collector::new("t-0", "none".into(), "none", &plan, RunDir::at(dir.path()), &line);
         fill(&mut c);
         let err = c.finish(&exited(3), false).err().unwrap();
         assert_eq!(format!("{err:#}"), "the driver on t-0 ended without finishing (exit 3; stderr: gone)");
-        let mut c = Collector::new("t-0", "none".into(), "baseline", &plan, RunDir::at(dir.path()), &line);
+        let mut c = Collector::new("t-0", "none".into(), "none", &plan, RunDir::at(dir.path()), &line);
         c.take_line(r#"{"record":"fatal","message":"boom"}"#).unwrap();
         let err = c.finish(&exited(1), false).err().unwrap();
         assert_eq!(format!("{err:#}"), "the driver on t-0 stopped: boom");
