@@ -25,6 +25,18 @@ pub fn meaningful(stderr: &str) -> String {
     stderr.lines().filter(|l| !NOISE.iter().any(|n| l.trim_start().starts_with(n))).collect::<Vec<_>>().join("\n")
 }
 
+/// At most `max` characters of `text` without agentsh's routine notes, trimmed, with `…` when
+/// cut: what verdicts and samples quote.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let s = meaningful(text);
+    let t = s.trim();
+    let mut e: String = t.chars().take(max).collect();
+    if t.chars().count() > max {
+        e.push('…');
+    }
+    e
+}
+
 /// Where `program` is on `$PATH`, then in `extra` directories (tools installed outside the PATH).
 pub fn which(program: &str, extra: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();

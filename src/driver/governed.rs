@@ -65,9 +65,13 @@ pub fn judge_ungoverned(expected: &Expected, seen: &Seen) -> Outcome {
     }
 }
 
+/// What samples quote of an op's output.
+fn excerpt(s: &str) -> String {
+    crate::text::excerpt(s, 200)
+}
+
 /// The judgement described in the module's doc.
 pub fn judge(expected: &Expected, seen: &Seen) -> Outcome {
-    let excerpt = |s: &str| crate::text::meaningful(s).trim().chars().take(200).collect::<String>();
     match expected {
         Expected::Allow(expect) => {
             if let Some(why) = seen.refusal() {
@@ -96,8 +100,7 @@ pub fn judge(expected: &Expected, seen: &Seen) -> Outcome {
 /// Why an allowed op's result is not what it should be, if it is not.
 fn mismatch(expect: &Expect, seen: &Seen) -> Option<String> {
     if seen.code != Some(expect.exit) {
-        let errors = crate::text::meaningful(&seen.errors).trim().chars().take(200).collect::<String>();
-        return Some(format!("code {:?}, expected {}: {errors}", seen.code, expect.exit));
+        return Some(format!("code {:?}, expected {}: {}", seen.code, expect.exit, excerpt(&seen.errors)));
     }
     if let Some(want) = &expect.stdout_contains
         && !seen.output.contains(want.as_str())
@@ -124,29 +127,20 @@ pub struct Sessions {
     slots: Vec<Mutex<Option<Session>>>,
     workspace: PathBuf,
     fixture_port: u16,
-    ungoverned: bool,
 }
 
 impl Sessions {
-    pub fn new(workers: usize, workspace: &Path, fixture_port: u16, ungoverned: bool) -> Sessions {
+    pub fn new(workers: usize, workspace: &Path, fixture_port: u16) -> Sessions {
         Sessions {
-            ungoverned,
             slots: (0..workers).map(|_| Mutex::new(None)).collect(),
             workspace: workspace.to_path_buf(),
             fixture_port,
         }
     }
 
-    /// Runs a session-API or proxy op for `worker`; shim ops are run by the caller as commands.
+    /// Runs a session-API or proxy op for `worker` through agentsh; shim ops, and every op of a
+    /// target without agentsh, are run by the caller.
     pub fn run(&self, worker: usize, via: &Via, expected: &Expected, timeout: Duration) -> Outcome {
-        if let Via::Proxy { url } = via
-            && self.ungoverned
-        {
-            return match direct_get(&self.url(url), timeout) {
-                Ok(seen) => judge_ungoverned(expected, &seen),
-                Err((kind, e)) => error(kind, e),
-            };
-        }
         let session = match self.session(worker) {
             Ok(s) => s,
             Err(e) => return error("session", e),
@@ -170,7 +164,7 @@ impl Sessions {
     }
 
     /// `{fixture}` in a URL is the port of the driver's own loopback fixture.
-    fn url(&self, url: &str) -> String {
+    pub fn url(&self, url: &str) -> String {
         url.replace("{fixture}", &self.fixture_port.to_string())
     }
 
@@ -221,7 +215,8 @@ fn destroy(s: &Session) {
     let _ = http(API_ADDR, &req, Duration::from_secs(2));
 }
 
-type Failure = (&'static str, String);
+/// An op that could not be judged: its error kind and why.
+pub type Failure = (&'static str, String);
 
 /// `POST .../exec`; agentsh's response says what it decided.
 fn exec(s: &Session, argv: &[String], timeout: Duration) -> Result<Seen, Failure> {
@@ -231,8 +226,7 @@ fn exec(s: &Session, argv: &[String], timeout: Duration) -> Result<Seen, Failure
     if status == 404 {
         return Err(("session", format!("session {} is gone: {text}", s.id)));
     }
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|_| ("api", format!("HTTP {status}: {}", text.chars().take(200).collect::<String>())))?;
+    let v: Value = serde_json::from_str(&text).map_err(|_| ("api", format!("HTTP {status}: {}", excerpt(&text))))?;
     let result = &v["result"];
     let code = result["exit_code"].as_i64().map(|c| c as i32);
     let blocked = v["events"]["blocked_operations"].as_array().filter(|b| !b.is_empty()).map(|b| {
@@ -245,7 +239,7 @@ fn exec(s: &Session, argv: &[String], timeout: Duration) -> Result<Seen, Failure
         blocked
     };
     if status >= 500 || (refused.is_none() && status != 200) {
-        return Err(("api", format!("HTTP {status}: {}", text.chars().take(200).collect::<String>())));
+        return Err(("api", format!("HTTP {status}: {}", excerpt(&text))));
     }
     Ok(Seen {
         code: if code == Some(-1) { None } else { code },
@@ -262,21 +256,23 @@ fn proxy_get(s: &Session, url: &str, timeout: Duration) -> Result<Seen, Failure>
         return Err(("session", "the session has no proxy_url".into()));
     }
     let host = url.trim_start_matches("http://").split('/').next().unwrap_or_default();
-    let req = format!("GET {url} HTTP/1.0\r\nHost: {host}\r\n\r\n");
-    let (status, body) =
-        http(&s.proxy, &req, timeout).map_err(|e| (if is_timeout(&e) { "timeout" } else { "proxy" }, e.to_string()))?;
-    Ok(Seen { code: Some(i32::from(status)), output: body.clone(), errors: body, refused_by_agentsh: None })
+    get(&s.proxy, &format!("GET {url} HTTP/1.0\r\nHost: {host}\r\n\r\n"), timeout, "proxy")
 }
 
 /// The ungoverned twin of [`proxy_get`]: the GET sent straight to the URL's host, port 80 unless
 /// given (the hosts are loopback fixtures in the target's /etc/hosts).
-fn direct_get(url: &str, timeout: Duration) -> Result<Seen, Failure> {
+pub fn direct_get(url: &str, timeout: Duration) -> Result<Seen, Failure> {
     let rest = url.trim_start_matches("http://");
     let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
     let addr = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
-    let req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    get(&addr, &format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n"), timeout, "http")
+}
+
+/// A GET's answer as what was seen: the status as the code, the body as the output (and as the
+/// errors, where a proxy's refusal text would be). A failed exchange is an error of `kind`.
+fn get(addr: &str, request: &str, timeout: Duration, kind: &'static str) -> Result<Seen, Failure> {
     let (status, body) =
-        http(&addr, &req, timeout).map_err(|e| (if is_timeout(&e) { "timeout" } else { "http" }, e.to_string()))?;
+        http(addr, request, timeout).map_err(|e| (if is_timeout(&e) { "timeout" } else { kind }, e.to_string()))?;
     Ok(Seen { code: Some(i32::from(status)), output: body.clone(), errors: body, refused_by_agentsh: None })
 }
 
@@ -293,7 +289,7 @@ fn is_timeout(e: &std::io::Error) -> bool {
 
 /// One HTTP/1.0 exchange (the server closes the connection, so the body is the rest): status
 /// and body.
-fn http(addr: &str, request: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+pub fn http(addr: &str, request: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::governed::{Seen, Sessions, judge, judge_ungoverned};
+use super::governed::{self, Seen, Sessions, judge, judge_ungoverned};
 use crate::schema::{Expect, Expected, OpKind, OpSpec, Plan, Via};
 
 pub enum Outcome {
@@ -37,7 +37,7 @@ impl Runner {
     pub fn new(plan: &Plan, fixture_port: u16) -> Result<Runner> {
         let workspace = PathBuf::from(&plan.workspace);
         std::fs::create_dir_all(&workspace).with_context(|| format!("creating workspace {}", workspace.display()))?;
-        let sessions = Sessions::new(plan.load.workers().max(1), &workspace, fixture_port, plan.ungoverned);
+        let sessions = Sessions::new(plan.load.workers().max(1), &workspace, fixture_port);
         Ok(Runner {
             ops: plan.ops.clone(),
             fixture_port,
@@ -54,39 +54,47 @@ impl Runner {
             OpKind::Exec { argv, expect, timeout_ms } => self.exec(argv, expect, Duration::from_millis(*timeout_ms)),
             OpKind::FileCycle { bytes } => self.file_cycle(worker, *bytes),
             OpKind::HttpGet { path, expect_status } => self.http_get(path, *expect_status),
-            OpKind::Governed { via: Via::Shim { command }, expected, timeout_ms } => {
-                self.shim(command, expected, Duration::from_millis(*timeout_ms))
-            }
-            OpKind::Governed { via: Via::Session { argv }, expected, timeout_ms } if self.ungoverned => {
-                let dir = self.sessions.dir(worker);
-                if let Err(e) = std::fs::create_dir_all(&dir) {
-                    return error("io", format!("{}: {e}", dir.display()));
-                }
-                match self.output(argv, Some(&dir), Duration::from_millis(*timeout_ms)) {
-                    Ok((code, output, errors)) => {
-                        judge_ungoverned(expected, &Seen { code, output, errors, refused_by_agentsh: None })
-                    }
-                    Err(o) => o,
-                }
-            }
             OpKind::Governed { via, expected, timeout_ms } => {
-                self.sessions.run(worker, via, expected, Duration::from_millis(*timeout_ms))
+                self.governed(worker, via, expected, Duration::from_millis(*timeout_ms))
             }
         }
     }
 
-    /// `/bin/bash -c COMMAND` from the workspace: bash is the shim, and the shim keys its session
-    /// on the working directory, so every shim op of this driver shares one session (as every
-    /// command of one agent does).
-    fn shim(&self, command: &str, expected: &Expected, timeout: Duration) -> Outcome {
-        let argv = ["/bin/bash".to_string(), "-c".into(), command.into()];
-        match self.output(&argv, Some(&self.workspace), timeout) {
-            Ok((code, output, errors)) => {
-                let seen = Seen { code, output, errors, refused_by_agentsh: None };
-                if self.ungoverned { judge_ungoverned(expected, &seen) } else { judge(expected, &seen) }
+    /// A governed op: through agentsh, or on a target without it as its ungoverned twin (the
+    /// command itself, the GET sent straight to its host), judged accordingly.
+    /// - shim: `/bin/bash -c COMMAND` from the workspace. bash is the shim, and the shim keys its
+    ///   session on the working directory, so every shim op of this driver shares one session (as
+    ///   every command of one agent does); without agentsh, bash is bash.
+    /// - session API and proxy: the worker's session ([`Sessions`]).
+    fn governed(&self, worker: usize, via: &Via, expected: &Expected, timeout: Duration) -> Outcome {
+        let seen = match via {
+            Via::Shim { command } => {
+                let argv = ["/bin/bash".to_string(), "-c".into(), command.into()];
+                self.seen(&argv, &self.workspace, timeout)
             }
+            Via::Session { argv } if self.ungoverned => {
+                let dir = self.sessions.dir(worker);
+                match std::fs::create_dir_all(&dir) {
+                    Ok(()) => self.seen(argv, &dir, timeout),
+                    Err(e) => Err(error("io", format!("{}: {e}", dir.display()))),
+                }
+            }
+            Via::Proxy { url } if self.ungoverned => {
+                governed::direct_get(&self.sessions.url(url), timeout).map_err(|(kind, e)| error(kind, e))
+            }
+            Via::Session { .. } | Via::Proxy { .. } => return self.sessions.run(worker, via, expected, timeout),
+        };
+        match seen {
+            Ok(seen) if self.ungoverned => judge_ungoverned(expected, &seen),
+            Ok(seen) => judge(expected, &seen),
             Err(o) => o,
         }
+    }
+
+    /// [`Self::output`] of a command run from `dir`, as what a governed op's judgement reads.
+    fn seen(&self, argv: &[String], dir: &std::path::Path, timeout: Duration) -> Result<Seen, Outcome> {
+        let (code, output, errors) = self.output(argv, Some(dir), timeout)?;
+        Ok(Seen { code, output, errors, refused_by_agentsh: None })
     }
 
     fn exec(&self, argv: &[String], expect: &Expect, timeout: Duration) -> Outcome {
@@ -174,21 +182,10 @@ impl Runner {
     }
 
     fn http_get(&self, path: &str, expect_status: u16) -> Outcome {
-        let run = || -> std::io::Result<u16> {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", self.fixture_port))?;
-            s.set_read_timeout(Some(Duration::from_secs(10)))?;
-            write!(s, "GET {path} HTTP/1.0\r\nHost: fixture.test\r\n\r\n")?;
-            let mut resp = Vec::new();
-            s.read_to_end(&mut resp)?;
-            let head = String::from_utf8_lossy(&resp[..resp.len().min(64)]).into_owned();
-            head.split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head:?}")))
-        };
-        match run() {
-            Ok(code) if code == expect_status => Outcome::Ok,
-            Ok(code) => Outcome::Wrong(format!("HTTP {code}, expected {expect_status}")),
+        let request = format!("GET {path} HTTP/1.0\r\nHost: fixture.test\r\n\r\n");
+        match governed::http(&format!("127.0.0.1:{}", self.fixture_port), &request, Duration::from_secs(10)) {
+            Ok((code, _)) if code == expect_status => Outcome::Ok,
+            Ok((code, _)) => Outcome::Wrong(format!("HTTP {code}, expected {expect_status}")),
             Err(e) => error("http", e),
         }
     }

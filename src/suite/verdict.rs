@@ -76,13 +76,7 @@ pub fn rules_in(text: &str) -> Vec<String> {
 pub use crate::text::meaningful;
 
 fn excerpt(s: &str) -> String {
-    let s = meaningful(s);
-    let t = s.trim();
-    let mut e: String = t.chars().take(160).collect();
-    if t.chars().count() > 160 {
-        e.push('…');
-    }
-    e
+    crate::text::excerpt(s, 160)
 }
 
 /// The verdict on one execution: settled early when the test cannot or need not be judged, then
