@@ -50,17 +50,25 @@ pub async fn wedged(shim: &Conn, observe: &Conn) -> String {
 /// `None` when the server answers; otherwise why it is considered wedged. A shimmed command that
 /// fails fast is not a wedge (that is a test's business); one that hangs is.
 pub async fn check(shim: &Conn, observe: &Conn) -> Option<String> {
-    let health = format!("curl -sf --max-time 5 {}", crate::target::HEALTH);
-    match observe.run(&health, Duration::from_secs(10)).await {
-        Ok(o) if o.ok() => {}
-        Ok(o) => return Some(format!("{} did not answer: {}", crate::target::HEALTH, o.describe())),
-        // The observation channel is not governed: if it fails, the target is gone, not wedged.
-        Err(_) => return None,
+    if let Some(why) = health(observe, Duration::from_secs(10)).await {
+        return Some(why);
     }
     let nonce = format!("abench-wd-{:08x}", rand::random::<u32>());
     match shim.run(&format!("echo {nonce}"), ECHO_LIMIT).await {
         Err(e) if format!("{e}").contains("timed out") => Some(format!("a shimmed `echo` hung for {ECHO_LIMIT:?}")),
         _ => None,
+    }
+}
+
+/// `None` when the server's health endpoint answers (within 5 s, read on the observation channel
+/// within `limit`); otherwise what it did. The observation channel is not governed: if it fails,
+/// the target is gone, not wedged, and that is for the caller's own stream to report.
+pub async fn health(observe: &Conn, limit: Duration) -> Option<String> {
+    let health = format!("curl -sf --max-time 5 {}", crate::target::HEALTH);
+    match observe.run(&health, limit).await {
+        Ok(o) if o.ok() => None,
+        Ok(o) => Some(format!("{} did not answer: {}", crate::target::HEALTH, o.describe())),
+        Err(_) => None,
     }
 }
 

@@ -137,13 +137,7 @@ async fn watch_for_wedges(
     let start = std::time::Instant::now();
     loop {
         tokio::time::sleep(HEALTH_EVERY).await;
-        let health = format!("curl -sf --max-time 5 {}", crate::target::HEALTH);
-        let why = match observe.run(&health, Duration::from_secs(15)).await {
-            Ok(o) if o.ok() => continue,
-            Ok(o) => format!("{} did not answer: {}", crate::target::HEALTH, o.describe()),
-            // The observation channel failing is the target's loss, which the stream reports.
-            Err(_) => continue,
-        };
+        let Some(why) = crate::watchdog::health(observe, Duration::from_secs(15)).await else { continue };
         let at = start.elapsed();
         let n = wedges.borrow().len() as u32 + 1;
         // On record before the recovery: when the driver ends first, this future is dropped
