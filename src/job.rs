@@ -254,16 +254,21 @@ async fn stages(
         Some(plan) if !suite_interrupted => run_workload(&p, plan, &cfg.modes, cfg.keep, stop).await?,
         _ => (exit::OK, suite_interrupted),
     };
-    // Also for an interrupted run: the report shows what it had. A report that cannot be written
-    // does not turn a finished run into a failed one.
-    match crate::report::html::write(&p.dir) {
-        Ok(path) => println!("report: {}", path.display()),
-        Err(e) => eprintln!("warning: report.html: {e:#}"),
-    }
+    // Also for an interrupted run: the report shows what it had.
+    write_report(&p.dir);
     let ready = provision::ready_count(&p.outcomes);
     let targets = p.outcomes.len();
     let code = if ready < targets { exit::INFRA } else { worse(suite_code, code) };
     Ok(Some(Stages { dir: p.dir.path.clone(), code, interrupted, ready, targets }))
+}
+
+/// Writes the run's report.html and says where. A report that cannot be written does not turn a
+/// finished run into a failed one.
+fn write_report(dir: &RunDir) {
+    match crate::report::html::write(dir) {
+        Ok(path) => println!("report: {}", path.display()),
+        Err(e) => eprintln!("warning: report.html: {e:#}"),
+    }
 }
 
 /// Two agentsh versions side by side (`--agentsh A --agentsh B`): each gets `--vms` targets, all
@@ -280,9 +285,9 @@ async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, sto
         async move {
             let targets = TargetConfig { agentsh: spec.clone(), versus: None, ..cfg.targets.clone() };
             let tag = format!("{run}-{label}");
-            let out = top.path.join(format!("{label}-{spec}"));
-            let result = stages(cfg, &targets, provider, &tag, Some(&out), stop).await;
-            (tag, spec, out, result)
+            let dir = top.path.join(format!("{label}-{spec}"));
+            let result = stages(cfg, &targets, provider, &tag, Some(&dir), stop).await;
+            (tag, crate::analyze::versions::Side { label: spec.to_string(), dir }, result)
         }
     };
     let [a, b] = sides;
@@ -297,11 +302,9 @@ async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, sto
         eprintln!("interrupted: partial results in {}, targets destroyed", top.path.display());
         return Ok(exit::INTERRUPTED);
     }
-    let side_of =
-        |spec: &Spec, out: &PathBuf| crate::analyze::versions::Side { label: spec.to_string(), dir: out.clone() };
-    let (sa, sb) = (side_of(&a.1, &a.2), side_of(&b.1, &b.2));
+    let ((_, sa, a_result), (_, sb, b_result)) = (a, b);
     let code = |r: Result<Option<Stages>>| r.map(|s| s.map_or(exit::INTERRUPTED, |s| s.code));
-    let (a_code, b_code) = (code(a.3)?, code(b.3)?);
+    let (a_code, b_code) = (code(a_result)?, code(b_result)?);
     let workload = cfg.workload.as_ref().map(|p| p.name.as_str());
     let (items, latency) = crate::analyze::versions::compare(&sa, &sb, workload)?;
     let csv = top.comparison_csv("versions");
@@ -314,9 +317,7 @@ async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, sto
     }
     println!();
     crate::analyze::versions::print(&sa.label, &sb.label, &items);
-    if let Err(e) = crate::report::html::write(&top) {
-        eprintln!("warning: report.html: {e:#}");
-    }
+    write_report(&top);
     println!("comparison: {}", csv.display());
     Ok(worse(a_code, b_code))
 }
