@@ -114,7 +114,8 @@ pub fn render(hlog: &Path, dir: &Path, stem: &str, title: &str) -> Result<Vec<Pa
     Ok(written)
 }
 
-fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+/// plotters' errors (not `std::error::Error` for every backend) as anyhow's.
+pub(super) fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing: {e:?}")
 }
 
@@ -123,16 +124,18 @@ fn label(tag: &str) -> &str {
     tag.rsplit('/').next().unwrap_or(tag)
 }
 
-/// The legend in the upper left, then the file written: how both latency charts end.
-fn legend_and_present<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+/// The legend at `position`, then the file written: how the latency charts and the comparison
+/// chart end.
+pub(super) fn legend_and_present<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
     area: &DrawingArea<DB, Shift>,
+    position: SeriesLabelPosition,
 ) -> Result<()> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .draw()
         .map_err(err)?;
     area.present().map_err(err)?;
@@ -183,7 +186,7 @@ fn percentiles<DB: DrawingBackend>(
             .label(label(tag).to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    legend_and_present(&mut chart, &area)
+    legend_and_present(&mut chart, &area, SeriesLabelPosition::UpperLeft)
 }
 
 fn over_time<DB: DrawingBackend>(
@@ -213,7 +216,7 @@ fn over_time<DB: DrawingBackend>(
             .label(label(tag).to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
     }
-    legend_and_present(&mut chart, &area)
+    legend_and_present(&mut chart, &area, SeriesLabelPosition::UpperLeft)
 }
 
 /// The suite as a grid per target: tests down, iterations across, one cell per execution coloured

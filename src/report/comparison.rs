@@ -8,6 +8,7 @@ use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::charts::err;
 use crate::analyze::stats::{OpComparison, QuantileRatio};
 
 const P50: RGBColor = RGBColor(31, 119, 180);
@@ -96,15 +97,7 @@ fn draw<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, rows: &[&OpComparison]
             .label(name)
             .legend(move |(x, y)| Circle::new((x + 10, y), 5, colour.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
-    area.present().map_err(err)?;
-    Ok(())
+    super::charts::legend_and_present(&mut chart, &area, SeriesLabelPosition::UpperRight)
 }
 
 /// Ticks at 1 and at round factors either side of it (×1.25 and ÷1.25, ×2 and ÷2, …), from 1
@@ -124,10 +117,6 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     out.retain(|x| (lo..=hi).contains(x));
     out.sort_by(f64::total_cmp);
     out
-}
-
-fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("drawing: {e:?}")
 }
 
 #[cfg(test)]
