@@ -61,6 +61,26 @@ pub struct WorkloadArgs {
     /// Overlays: assets/modes/<mode>.yaml.
     #[arg(long, value_name = "MODE")]
     pub mode: Option<String>,
+    /// Soak: repeat suite iterations (--iterations per round) and workload rounds (--duration
+    /// each) on every target until this much time has passed (e.g. 30m, 8h), sampling agentsh's
+    /// resources all along (trends.csv).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub soak: Option<std::time::Duration>,
+    /// Faults to inject during the soak, comma-separated: kill-server, stall-server, fill-fs,
+    /// drop-ssh, destroy-target; NAME@TIME fires at that time (kill-server@5m), plain names are
+    /// spread over the soak or, with --fault-every, cycled through. Each gets a fail-closed
+    /// verdict and a time to recover (faults.csv).
+    #[arg(long, value_name = "LIST")]
+    pub faults: Option<String>,
+    /// Fire one of --faults every DURATION, cycling through the list.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub fault_every: Option<std::time::Duration>,
+    /// How long each fault stays on (probed meanwhile) before the harness recovers the target.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s", value_name = "DURATION")]
+    pub fault_hold: std::time::Duration,
+    /// How often a soak samples agentsh's resources on every target.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s", value_name = "DURATION")]
+    pub trend_interval: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -140,6 +140,8 @@ pub struct RunConfig {
     pub workload: Option<Plan>,
     /// The agentsh configs the workload runs under, in order (`--mode`; `[Full]` by default).
     pub modes: Vec<Mode>,
+    /// `--soak`: the suite and the workload repeated until the time is up, with faults.
+    pub soak: Option<crate::soak::SoakConfig>,
     pub out: Option<PathBuf>,
     pub keep: bool,
 }
@@ -164,15 +166,44 @@ impl RunConfig {
         };
         // A `none` side (also one side of a comparison) has no layers to set.
         let modes = modes(w, targets.agentsh.iter().any(|s| s == "none"), workload.is_some())?;
+        let soak = soak(w)?;
         Ok(RunConfig {
             targets: TargetConfig::from_args(targets)?,
             suite,
             workload,
             modes,
+            soak,
             out: out.map(Path::to_path_buf),
             keep,
         })
     }
+}
+
+/// `--soak` and its faults, checked: a soak needs a length, faults need a soak, and a soak runs
+/// the installed config (a `--mode` switch mid-soak would change what the trends measure).
+fn soak(w: &WorkloadArgs) -> Result<Option<crate::soak::SoakConfig>> {
+    let Some(duration) = w.soak else {
+        for (flag, given) in [("--faults", w.faults.is_some()), ("--fault-every", w.fault_every.is_some())] {
+            if given {
+                return Err(exit::usage(format!("{flag} applies to a soak: it needs --soak DURATION")));
+            }
+        }
+        return Ok(None);
+    };
+    if duration.is_zero() {
+        return Err(exit::usage("--soak 0: a soak needs a length (e.g. --soak 30m)"));
+    }
+    if w.mode.is_some() {
+        return Err(exit::usage("--mode and --soak: a soak runs agentsh as installed (leave --mode out)"));
+    }
+    if w.fault_hold.is_zero() || w.trend_interval.is_zero() {
+        return Err(exit::usage("--fault-hold and --trend-interval must be more than 0"));
+    }
+    let faults = match &w.faults {
+        Some(list) => crate::nemesis::schedule(list, w.fault_every, duration)?,
+        None => Vec::new(),
+    };
+    Ok(Some(crate::soak::SoakConfig { duration, faults, hold: w.fault_hold, trend_every: w.trend_interval }))
 }
 
 /// `--mode`, checked: its overlays must parse, and it needs agentsh and a workload to apply to.
@@ -231,6 +262,25 @@ mod tests {
         let e = RunConfig::from_cli(&c.targets, &c.workload, None, false).err().expect("refused");
         assert_eq!(exit::code_for(&e), exit::USAGE, "{e:#}");
         format!("{e:#}")
+    }
+
+    #[test]
+    fn a_soak_needs_a_length_and_faults_need_a_soak_and_known_names() {
+        assert!(usage_error(&["--soak", "0s"]).contains("needs a length"));
+        assert!(usage_error(&["--faults", "kill-server"]).contains("needs --soak"));
+        assert!(usage_error(&["--soak", "10m", "--faults", "kill-server,unplug"]).contains("unknown fault \"unplug\""));
+        assert!(usage_error(&["--soak", "10m", "--mode", "all"]).contains("--mode and --soak"));
+        // Bad durations never get this far: clap refuses them, and main makes that exit 3 too.
+        for bad in [["--soak", "-5m"], ["--soak", "soon"]] {
+            let e = crate::cli::Cli::try_parse_from(std::iter::once("agentsh-bench").chain(bad)).expect_err("refused");
+            assert_ne!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+        }
+        let c = cli(&["--soak", "30m", "--faults", "kill-server,drop-ssh@1m"]);
+        let cfg = RunConfig::from_cli(&c.targets, &c.workload, None, false).expect("valid");
+        let soak = cfg.soak.expect("a soak");
+        assert_eq!(soak.duration, std::time::Duration::from_secs(1800));
+        let planned: Vec<String> = soak.faults.iter().map(|p| format!("{}@{}", p.fault, p.at.as_secs())).collect();
+        assert_eq!(planned, ["drop-ssh@60", "kill-server@900"]);
     }
 
     #[test]

@@ -246,13 +246,19 @@ async fn stages(
     let Some(p) = provision_or_stop(targets, provider, run, out, stop).await? else {
         return Ok(None);
     };
-    let (suite_code, suite_interrupted) = match &cfg.suite {
-        Some(suite) => run_suite(&p, suite, run, stop).await?,
-        None => (exit::OK, false),
-    };
-    let (code, interrupted) = match &cfg.workload {
-        Some(plan) if !suite_interrupted => run_workload(&p, plan, &cfg.modes, cfg.keep, stop).await?,
-        _ => (exit::OK, suite_interrupted),
+    let (suite_code, code, interrupted) = if let Some(soak) = &cfg.soak {
+        let (code, interrupted) = crate::soak::run(&p, cfg, soak, provider, run, stop).await?;
+        (exit::OK, code, interrupted)
+    } else {
+        let (suite_code, suite_interrupted) = match &cfg.suite {
+            Some(suite) => run_suite(&p, suite, run, stop).await?,
+            None => (exit::OK, false),
+        };
+        let (code, interrupted) = match &cfg.workload {
+            Some(plan) if !suite_interrupted => run_workload(&p, plan, &cfg.modes, cfg.keep, stop).await?,
+            _ => (exit::OK, suite_interrupted),
+        };
+        (suite_code, code, interrupted)
     };
     // Also for an interrupted run: the report shows what it had.
     write_report(&p.dir);
@@ -353,7 +359,11 @@ async fn provision_or_stop(
 /// Compares each version's verdicts with `scenarios/expectations/v<version>.toml`, prints what
 /// moved and writes expectations.csv. Informational: the exit code stays the verdicts' own, since
 /// a violation that is expected is still a violation.
-fn report_expectations(suite: &crate::suite::Suite, rows: &[crate::suite::run::Row], out: &Path) -> Result<()> {
+pub(crate) fn report_expectations(
+    suite: &crate::suite::Suite,
+    rows: &[crate::suite::run::Row],
+    out: &Path,
+) -> Result<()> {
     use crate::suite::expectations;
     let ids: Vec<u32> = suite.tests.iter().map(|t| t.id).collect();
     let mut versions: Vec<&str> = rows.iter().map(|r| r.agentsh_version.as_str()).collect();
@@ -411,6 +421,7 @@ pub(crate) async fn run_suite(p: &Provisioned, s: &SuiteConfig, run: &str, stop:
     let cx = crate::suite::run::SuiteRun {
         suite,
         iterations,
+        first_iteration: 1,
         shuffle,
         gaps,
         integrity,
@@ -486,7 +497,7 @@ async fn suite_on_targets(
 
 /// Tests broken, fixed and still failing against an earlier run: printed, and written to
 /// regressions.csv. Returns how many broke (a test that held there and does not now).
-fn against_baseline(
+pub(crate) fn against_baseline(
     dir: &RunDir,
     before: &crate::config::Baseline,
     tallies: &std::collections::BTreeMap<(crate::suite::run::TestId, String), crate::report::verdicts::Tally>,
@@ -511,7 +522,7 @@ fn against_baseline(
 }
 
 /// The worse of two exit codes, a regression (1) outranking an unproven or failed run (2).
-fn worse(a: u8, b: u8) -> u8 {
+pub(crate) fn worse(a: u8, b: u8) -> u8 {
     match (a, b) {
         (exit::OK, c) | (c, exit::OK) => c,
         (a, b) => a.min(b),
@@ -520,14 +531,18 @@ fn worse(a: u8, b: u8) -> u8 {
 
 /// What the workload has produced so far, over every mode: what latency.csv and workload.json
 /// are written from after each mode (so Ctrl-C or an error keeps every mode that ran).
-struct WorkloadSoFar<'a> {
+pub(crate) struct WorkloadSoFar<'a> {
     plan: &'a Plan,
     rows: Vec<crate::results::OpTotals>,
     targets: Vec<manifest::WorkloadTarget>,
     modes: Vec<manifest::ModeRun>,
 }
 
-impl WorkloadSoFar<'_> {
+impl<'a> WorkloadSoFar<'a> {
+    pub(crate) fn new(plan: &'a Plan) -> WorkloadSoFar<'a> {
+        WorkloadSoFar { plan, rows: Vec::new(), targets: Vec::new(), modes: Vec::new() }
+    }
+
     fn write_json(&self, dir: &RunDir, interrupted: bool) -> Result<()> {
         dir.write_json(
             &dir.workload_json(),
@@ -554,7 +569,7 @@ impl WorkloadSoFar<'_> {
 async fn run_workload(p: &Provisioned, plan: &Plan, modes: &[Mode], keep: bool, stop: &Stop) -> Result<(u8, bool)> {
     let ready: Vec<_> = p.outcomes.iter().flatten().cloned().collect();
     let board = Board::new();
-    let mut so_far = WorkloadSoFar { plan, rows: Vec::new(), targets: Vec::new(), modes: Vec::new() };
+    let mut so_far = WorkloadSoFar::new(plan);
     let (mut code, mut interrupted) = (exit::OK, false);
     // Whether the targets run another config than the one installed.
     let mut switched = false;
@@ -602,8 +617,8 @@ async fn run_workload(p: &Provisioned, plan: &Plan, modes: &[Mode], keep: bool, 
             continue;
         }
         so_far.modes.push(entry);
-        let (c, stopped) =
-            measure(p, &targets, &Plan { name: key, ..plan.clone() }, mode, &board, stop, &mut so_far).await?;
+        let round = Plan { name: key, ..plan.clone() };
+        let (c, stopped) = measure(p, &targets, &round, mode, &board, stop, &mut so_far, &|_| false).await?;
         code = worse(code, c);
         if stopped {
             interrupted = true;
@@ -679,10 +694,12 @@ async fn switch_mode(
     }
 }
 
-/// One mode's workload on `targets` (those that took the mode); its rows and targets are added
-/// to `so_far`, and latency.csv, the mode's charts and workload.json written from it. Returns the
-/// mode's exit code and whether Ctrl-C ended it.
-async fn measure(
+/// One mode's workload (or one soak round's) on `targets` (those that took the mode); its rows
+/// and targets are added to `so_far`, and latency.csv, the mode's charts and workload.json
+/// written from it. A target whose driver failed counts against the run unless `excused` says a
+/// fault did it (the soak's nemesis). Returns the exit code and whether Ctrl-C ended it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn measure(
     p: &Provisioned,
     targets: &[provision::Ready],
     plan: &Plan,
@@ -690,6 +707,7 @@ async fn measure(
     board: &Board,
     stop: &Stop,
     so_far: &mut WorkloadSoFar<'_>,
+    excused: &dyn Fn(&str) -> bool,
 ) -> Result<(u8, bool)> {
     board.println(&format!(
         "workload {} on {} target(s): {:?}, {} s",
@@ -726,6 +744,9 @@ async fn measure(
                     wedges: t.wedges,
                 });
                 so_far.rows.extend(t.totals);
+            }
+            Err(e) if excused(&ready.target.name) => {
+                eprintln!("{}: workload cut short by a fault: {e:#}", ready.target.name);
             }
             Err(e) => {
                 failed += 1;
@@ -846,6 +867,7 @@ mod tests {
                 .then(|| SuiteConfig::load(provider::ProviderKind::Local, 1, None).expect("the suite loads")),
             workload: None,
             modes: vec![Mode::Full],
+            soak: None,
             out: Some(out.to_path_buf()),
             keep,
         }

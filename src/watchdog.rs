@@ -50,6 +50,9 @@ pub async fn wedged(shim: &Conn, observe: &Conn) -> String {
 /// `None` when the server answers; otherwise why it is considered wedged. A shimmed command that
 /// fails fast is not a wedge (that is a test's business); one that hangs is.
 pub async fn check(shim: &Conn, observe: &Conn) -> Option<String> {
+    if crate::nemesis::under_fault(observe.name()) {
+        return None;
+    }
     if let Some(why) = health(observe, Duration::from_secs(10)).await {
         return Some(why);
     }
@@ -64,6 +67,10 @@ pub async fn check(shim: &Conn, observe: &Conn) -> Option<String> {
 /// within `limit`); otherwise what it did. The observation channel is not governed: if it fails,
 /// the target is gone, not wedged, and that is for the caller's own stream to report.
 pub async fn health(observe: &Conn, limit: Duration) -> Option<String> {
+    // A server the nemesis holds down is its fault, not a wedge (see `nemesis::under_fault`).
+    if crate::nemesis::under_fault(observe.name()) {
+        return None;
+    }
     let health = format!("curl -sf --max-time 5 {}", crate::target::HEALTH);
     match observe.run(&health, limit).await {
         Ok(o) if o.ok() => None,

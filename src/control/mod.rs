@@ -115,6 +115,11 @@ impl Conn {
         Err(e.context(format!("cannot reach {name} over ssh after {attempts} attempts ({})", dest.hint())))
     }
 
+    /// The name given at connection (`TARGET` or `TARGET/observe`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Runs `cmd` through the remote login shell (exactly what `ssh host 'cmd'` does). Errors only
     /// when the transport fails or the timeout passes; a non-zero exit is a normal [`CmdOutput`].
     pub async fn run(&self, cmd: &str, timeout: Duration) -> Result<CmdOutput> {

@@ -47,9 +47,14 @@ impl Seen {
         if let Some(r) = &self.refused_by_agentsh {
             return Some(r.clone());
         }
-        let text = format!("{}\n{}", self.errors, self.output);
-        REFUSALS.iter().find(|r| text.contains(*r)).map(|r| (*r).to_string())
+        refusal_in(&format!("{}\n{}", self.errors, self.output)).map(str::to_string)
     }
+}
+
+/// The refusal `text` shows, if any ([`REFUSALS`]); also what the nemesis's fail-closed probes
+/// look for.
+pub fn refusal_in(text: &str) -> Option<&'static str> {
+    REFUSALS.iter().find(|r| text.contains(*r)).copied()
 }
 
 /// Without agentsh (a baseline target) nothing decides: an op is right when it ran as it would

@@ -10,6 +10,8 @@ mod fixture;
 mod governed;
 mod ops;
 
+pub use governed::refusal_in;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};

@@ -163,6 +163,10 @@ impl Provider for ExeProvider {
         }
         Ok(names.into_iter().zip(results).filter(|(_, r)| r.is_ok()).map(|(n, _)| n).collect())
     }
+
+    async fn destroy_target(&self, name: &str) -> Result<()> {
+        self.control(&["rm", name]).await.map(|_| ())
+    }
 }
 
 #[cfg(test)]

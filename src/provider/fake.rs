@@ -94,4 +94,11 @@ impl Provider for FakeProvider {
         *created = kept;
         Ok(gone.into_iter().map(|l| l.name).collect())
     }
+
+    async fn destroy_target(&self, name: &str) -> Result<()> {
+        self.call(format!("destroy-target {name}"));
+        let mut created = self.created.lock().map_err(|_| anyhow::anyhow!("fake provider lock poisoned"))?;
+        created.retain(|l| l.name != name);
+        Ok(())
+    }
 }

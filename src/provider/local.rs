@@ -26,6 +26,10 @@ const ENTRY: &str = "set -e; mkdir -p /run/sshd /root/.ssh; chmod 700 /root/.ssh
     printf '%s\\n' \"$ABENCH_AUTHORIZED_KEY\" > /root/.ssh/authorized_keys; chmod 600 /root/.ssh/authorized_keys; \
     unset ABENCH_AUTHORIZED_KEY; exec sleep infinity";
 
+/// `--tmpfs` for /var/lib/agentsh: executable (agentsh runs helpers from its sessions' mounts),
+/// 1 GiB at most, taken from memory only as it fills.
+const AGENTSH_STATE_FS: &str = "/var/lib/agentsh:rw,exec,suid,dev,size=1g,mode=0755";
+
 pub struct LocalProvider {
     engine: Engine,
 }
@@ -97,6 +101,11 @@ impl LocalProvider {
             "/dev/fuse",
             "--security-opt",
             "seccomp=unconfined",
+            // agentsh's state (event store, sessions) on a file system of its own, as on a VM
+            // where it shares the root disk with nothing of ours: the nemesis's fill-fs fault
+            // fills it, and on the container's overlay that would be this machine's disk.
+            "--tmpfs",
+            AGENTSH_STATE_FS,
         ];
         // Docker takes ulimits per container; podman reads them from containers.conf (setup-host).
         if self.engine == Engine::Docker {
@@ -170,8 +179,20 @@ impl Provider for LocalProvider {
     async fn destroy(&self, run: Option<&str>) -> Result<Vec<String>> {
         let names: Vec<String> =
             self.list().await?.into_iter().filter(|t| run.is_none_or(|r| t.run == r)).map(|t| t.name).collect();
+        self.remove(&names).await?;
+        Ok(names)
+    }
+
+    async fn destroy_target(&self, name: &str) -> Result<()> {
+        self.remove(&[name.to_string()]).await
+    }
+}
+
+impl LocalProvider {
+    /// Removes containers by name, their FUSE connections aborted first (see below).
+    async fn remove(&self, names: &[String]) -> Result<()> {
         if names.is_empty() {
-            return Ok(names);
+            return Ok(());
         }
         let mut args = vec!["rm", "-f"];
         if self.engine == Engine::Podman {
@@ -194,7 +215,7 @@ impl Provider for LocalProvider {
             }
         }
         self.engine(&args, None).await?;
-        Ok(names)
+        Ok(())
     }
 }
 

@@ -108,6 +108,11 @@ pub trait Provider: Send + Sync {
     async fn list(&self) -> Result<Vec<Listed>>;
     /// Destroys the targets of `run`, or of every run; returns the names destroyed.
     async fn destroy(&self, run: Option<&str>) -> Result<Vec<String>>;
+    /// Destroys one target (the nemesis's `destroy-target` fault). Providers whose hosts the
+    /// harness did not make (an ssh inventory) refuse, and the fault is reported as skipped.
+    async fn destroy_target(&self, name: &str) -> Result<()> {
+        anyhow::bail!("the {} provider does not destroy single targets ({name})", self.kind())
+    }
 }
 
 pub struct ProviderOpts<'a> {

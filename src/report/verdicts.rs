@@ -97,6 +97,18 @@ impl super::Exporter for SummaryCsv {
     }
 }
 
+/// tests.csv read back (what [`TestsCsv`] wrote): how a soak tallies its rounds at the end
+/// without holding every row while it runs. Errors name the file and the line.
+pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
+    let mut r = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, row) in r.deserialize::<Row>().enumerate() {
+        // Line 1 is the header.
+        rows.push(row.with_context(|| format!("{}:{}: not a tests.csv row", path.display(), i + 2))?);
+    }
+    Ok(rows)
+}
+
 pub fn tally(rows: &[Row]) -> Tallies {
     let mut m: Tallies = BTreeMap::new();
     for r in rows {

@@ -117,6 +117,16 @@ impl RunDir {
         self.path.join("tests.csv")
     }
 
+    /// `faults.csv`: one row per fault the soak's nemesis applied ([`crate::nemesis::FaultRow`]).
+    pub fn faults_csv(&self) -> PathBuf {
+        self.path.join("faults.csv")
+    }
+
+    /// `soak.json`: what a soak was asked and did ([`crate::soak::SoakJson`]).
+    pub fn soak_json(&self) -> PathBuf {
+        self.path.join("soak.json")
+    }
+
     /// `summary.csv`: one row per test × target.
     pub fn summary_csv(&self) -> PathBuf {
         self.path.join("summary.csv")

@@ -2,12 +2,14 @@
 //! target's integrity check. It lives with the results (not with the suite) because every
 //! reader of a results directory needs it, and the suite writes it.
 
-/// What a row is about: a suite test by its id, or the target's integrity over the whole run
-/// (written `integrity`; sorted after the tests).
+/// What a row is about: a suite test by its id, the target's integrity over the whole run
+/// (written `integrity`; sorted after the tests), or whether agentsh failed closed under one of
+/// the nemesis's faults (written `fault:NAME`; sorted last).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TestId {
     Suite(u32),
     Integrity,
+    Fault(crate::nemesis::Fault),
 }
 
 impl TestId {
@@ -15,7 +17,7 @@ impl TestId {
     pub fn number(self) -> Option<u32> {
         match self {
             TestId::Suite(n) => Some(n),
-            TestId::Integrity => None,
+            TestId::Integrity | TestId::Fault(_) => None,
         }
     }
 }
@@ -26,14 +28,21 @@ impl std::fmt::Display for TestId {
         match self {
             TestId::Suite(n) => n.fmt(f),
             TestId::Integrity => f.pad("integrity"),
+            TestId::Fault(fault) => f.pad(&format!("fault:{fault}")),
         }
     }
 }
 
 impl std::str::FromStr for TestId {
-    type Err = std::num::ParseIntError;
+    type Err = String;
     fn from_str(s: &str) -> std::result::Result<TestId, Self::Err> {
-        if s == "integrity" { Ok(TestId::Integrity) } else { s.parse().map(TestId::Suite) }
+        if s == "integrity" {
+            Ok(TestId::Integrity)
+        } else if let Some(fault) = s.strip_prefix("fault:") {
+            fault.parse().map(TestId::Fault)
+        } else {
+            s.parse().map(TestId::Suite).map_err(|e| format!("not a test id: {s:?} ({e})"))
+        }
     }
 }
 
@@ -42,6 +51,7 @@ impl serde::Serialize for TestId {
         match self {
             TestId::Suite(n) => s.serialize_u32(*n),
             TestId::Integrity => s.serialize_str("integrity"),
+            TestId::Fault(_) => s.serialize_str(&self.to_string()),
         }
     }
 }
@@ -60,9 +70,26 @@ impl<'de> serde::Deserialize<'de> for TestId {
                 u32::try_from(n).map(TestId::Suite).map_err(|_| E::custom(format!("not a test id: {n}")))
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<TestId, E> {
-                s.parse().map_err(|_| E::custom(format!("not a test id: {s:?}")))
+                s.parse().map_err(E::custom)
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nemesis::Fault;
+
+    #[test]
+    fn every_kind_of_row_reads_back_as_written_and_sorts_tests_integrity_faults() {
+        for id in [TestId::Suite(14), TestId::Integrity, TestId::Fault(Fault::StallServer)] {
+            assert_eq!(id.to_string().parse::<TestId>(), Ok(id));
+        }
+        assert_eq!(TestId::Fault(Fault::KillServer).to_string(), "fault:kill-server");
+        assert!(TestId::Suite(90) < TestId::Integrity && TestId::Integrity < TestId::Fault(Fault::KillServer));
+        assert!("fault:unplug".parse::<TestId>().is_err());
+        assert!("x".parse::<TestId>().is_err());
     }
 }

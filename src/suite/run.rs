@@ -19,7 +19,7 @@ pub use crate::results::TestId;
 use crate::target::API;
 
 /// One execution of one test.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     pub target: String,
     pub agentsh_version: String,
@@ -40,6 +40,8 @@ pub struct Row {
 pub struct SuiteRun<'a> {
     pub suite: &'a Suite,
     pub iterations: u32,
+    /// The number of the first iteration (1, or where a soak's earlier rounds left off).
+    pub first_iteration: u32,
     /// `--shuffle SEED`: a different, reproducible order per iteration.
     pub shuffle: Option<u64>,
     pub gaps: &'a BTreeMap<String, String>,
@@ -66,7 +68,7 @@ pub async fn run_target(
     let mut on = OnTarget::connect(ready, cx).await?;
     line.step("integrity: manifest before the suite");
     let before = super::integrity::take(&on.observe).await;
-    for iteration in 0..cx.iterations {
+    for iteration in cx.first_iteration..cx.first_iteration + cx.iterations {
         let mut values: BTreeMap<&str, String> = BTreeMap::new();
         values.insert("nonce", format!("{:08x}", rand::random::<u32>()));
         values.insert("version", on.version.clone());
@@ -75,11 +77,11 @@ pub async fn run_target(
         // A fresh agentsh session per iteration; without a server the api tests are inconclusive.
         let mut session = new_session(&on.observe, &mut values).await;
         let mut verdicts: BTreeMap<u32, Verdict> = BTreeMap::new();
-        for t in cx.suite.order(cx.shuffle, iteration + 1) {
-            line.step(&format!("iteration {} test {} {}", iteration + 1, t.id, t.name));
+        for t in cx.suite.order(cx.shuffle, iteration) {
+            line.step(&format!("iteration {iteration} test {} {}", t.id, t.name));
             let started = Instant::now();
             let (outcome, wedge_note) = on.run_watched(t, &mut values, &mut session, line).await;
-            let mut row = on.row(t, iteration + 1, outcome, &values, &wedge_note, started);
+            let mut row = on.row(t, iteration, outcome, &values, &wedge_note, started);
             if let Some((id, before)) = t.after.and_then(|id| verdicts.get(&id).map(|v| (id, *v))) {
                 chain_precondition(&mut row, id, before);
             }
@@ -94,6 +96,16 @@ pub async fn run_target(
     let started = Instant::now();
     let after = super::integrity::take(&on.observe).await;
     on_row(on.integrity_row(before, after, started)?)
+}
+
+/// How many `wedge-N.txt` evidence files a target's folder holds.
+fn wedges_recorded(dir: &std::path::Path) -> u32 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let n = entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("wedge-") && n.ends_with(".txt")))
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// A test in a chain sees what the test before it left. When that one did not hold (its `rm`
@@ -137,8 +149,10 @@ impl<'a> OnTarget<'a> {
             observe,
             rec: Records { db: &cx.events_db, offset_ns, enabled: with_agentsh },
             version: ready.agentsh_version.clone().unwrap_or_else(|| "none".into()),
+            // Numbered on from the evidence already there: a soak connects anew each round, and a
+            // round's wedge must not overwrite an earlier one's file.
+            wedges: wedges_recorded(&target_dir),
             target_dir,
-            wedges: 0,
         })
     }
 
@@ -278,7 +292,7 @@ impl<'a> OnTarget<'a> {
         Ok(Row {
             target: self.ready.target.name.clone(),
             agentsh_version: self.version.clone(),
-            iteration: self.cx.iterations,
+            iteration: self.cx.first_iteration + self.cx.iterations.max(1) - 1,
             category: "integrity".into(),
             test_id: TestId::Integrity,
             test: "target file system intact".into(),
