@@ -141,13 +141,21 @@ pub async fn run(
         fault_rows: Mutex::default(),
     };
     let end = shared.t0 + soak.duration;
-    let rounds = rounds(p, cfg, soak, &ready, &shared, end, run, &board, stop);
-    let nemesis = faults(p, soak, provider, &ready, &shared, run, &board);
-    // The nemesis ends with the rounds: a fault planned after the last round ended never fires.
-    let (rounds_result, rounds_done) = tokio::select! {
-        r = rounds => r,
-        never = nemesis => match never {},
+    let (over_tx, over) = tokio::sync::watch::channel(false);
+    let rounds = async {
+        let r = rounds(p, cfg, soak, &ready, &shared, end, run, &board, stop).await;
+        let _ = over_tx.send(true);
+        r
     };
+    let nemesis = async {
+        tokio::select! {
+            () = faults(p, soak, provider, &ready, &shared, run, &board, over) => {}
+            () = stop.requested() => {}
+        }
+    };
+    // The nemesis ends with the rounds, but a fault under way finishes first (its target is put
+    // back as it would be mid-soak); one planned after the last round ended never fires.
+    let ((rounds_result, rounds_done), ()) = tokio::join!(rounds, nemesis);
     let (code, interrupted) = rounds_result?;
     let fault_rows = shared.fault_rows.lock().map(|f| f.clone()).unwrap_or_default();
     p.dir.write_json(
@@ -290,8 +298,9 @@ async fn suite_round(
 }
 
 /// The nemesis: each planned fault at its time, on the live targets in turn. Each fault's row
-/// goes to faults.csv and its fail-closed verdict to tests.csv as soon as it is over. Never
-/// returns: it waits forever after the last fault (the rounds end the soak).
+/// goes to faults.csv and its fail-closed verdict to tests.csv as soon as it is over. Returns
+/// after the last fault, or when `over` says the rounds ended (never in the middle of a fault).
+#[allow(clippy::too_many_arguments)]
 async fn faults(
     p: &Provisioned,
     soak: &SoakConfig,
@@ -300,11 +309,15 @@ async fn faults(
     shared: &Shared,
     run: &str,
     board: &Board,
-) -> std::convert::Infallible {
+    mut over: tokio::sync::watch::Receiver<bool>,
+) {
     let cx =
         nemesis::apply::Ctx { provider, control_dir: &p.control_dir, out: &p.dir.path, hold: soak.hold, t0: shared.t0 };
     for (n, planned) in soak.faults.iter().enumerate() {
-        tokio::time::sleep_until((shared.t0 + planned.at).into()).await;
+        tokio::select! {
+            () = tokio::time::sleep_until((shared.t0 + planned.at).into()) => {}
+            _ = over.wait_for(|over| *over) => return,
+        }
         let live = shared.live(ready);
         let Some(target) = live.get(n % live.len().max(1)) else {
             board.println(&format!("fault {}: no target left to apply it to", planned.fault));
@@ -345,7 +358,6 @@ async fn faults(
             rows.push(row);
         }
     }
-    std::future::pending().await
 }
 
 /// A fault's fail-closed verdict as a tests.csv row (`fault:NAME`), tallied like a test.

@@ -62,12 +62,13 @@ pub async fn apply(cx: &Ctx<'_>, ready: &Ready, fault: Fault, n: u32) -> FaultRo
         Ok(()) => {}
         Err(e) => {
             // Applying or recovering failed: the target may be in any state, so say so plainly.
+            // The probes' verdict stays if they ran; `recovered` is `no` once the fault was on.
             let e = format!("{e:#}");
             log.push_str(&format!("error: {e}\n"));
-            if row.recovered == "n/a" && row.fail_closed != FailClosed::Skipped {
-                row.recovered = "no";
+            if row.recovery.is_empty() {
+                row.recovery = "failed".into();
             }
-            row.detail = crate::text::excerpt(&format!("{}; {e}", row.detail), 600);
+            row.detail = crate::text::excerpt(&format!("{}; error: {e}", row.detail), 600);
         }
     }
     let dir = crate::results::RunDir::at(cx.out).target_dir(name);
@@ -100,7 +101,7 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
                 .await?;
             log.push_str(&format!("kill -9 of the server: {} server process(es) right after\n", out.stdout.trim()));
             probe::until(&shim, hold_until(started), &mut seen).await;
-            row.duration_s = started.elapsed().as_secs_f64();
+            judged(row, &seen, started);
             let t = Instant::now();
             if answers(&observe, &shim).await {
                 row.recovery = "came back by itself (agentsh's CLI started a server)".into();
@@ -119,7 +120,7 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
             observe.run(&format!("kill -STOP {pids}"), QUICK).await?.ok().then_some(()).context("kill -STOP")?;
             log.push_str(&format!("SIGSTOP to {pids}\n"));
             probe::until(&shim, hold_until(started), &mut seen).await;
-            row.duration_s = started.elapsed().as_secs_f64();
+            judged(row, &seen, started);
             let t = Instant::now();
             observe.run(&format!("kill -CONT {pids}"), QUICK).await?;
             row.recovery = "SIGCONT".into();
@@ -150,7 +151,7 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
                 .await?;
             log.push_str(&format!("filled: {}\n", fill.stdout.trim()));
             probe::until(&shim, hold_until(started), &mut seen).await;
-            row.duration_s = started.elapsed().as_secs_f64();
+            judged(row, &seen, started);
             let t = Instant::now();
             observe.run("rm -f /var/lib/agentsh/abench-fill", QUICK).await?;
             row.recovery = "fill file removed".into();
@@ -176,6 +177,8 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
             let cut = pending.await.map_or_else(|e| format!("{e}"), |r| format!("{:?}", r.map(|o| o.describe())));
             log.push_str(&format!("in-flight `sudo -n whoami` after the drop: {}\n", crate::text::excerpt(&cut, 300)));
             row.duration_s = started.elapsed().as_secs_f64();
+            // Applied: from here a failure to reconnect is a failure to recover.
+            row.recovered = "no";
             let t = Instant::now();
             // Recovery: new connections (the old ones died with their sshd).
             let (observe, shim) = reconnect(cx, ready).await?;
@@ -193,6 +196,10 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
             seen.add(&probe::PROBES[0], &left_out);
             // And governance after the drop, through the new connection.
             probe::until(&shim, Instant::now(), &mut seen).await;
+            // The window was the drop itself; the recovery was timed above.
+            let (duration_s, recovered) = (row.duration_s, row.recovered);
+            judged(row, &seen, started);
+            (row.duration_s, row.recovered) = (duration_s, recovered);
         }
         Fault::DestroyTarget => unreachable!("handled above"),
     }
@@ -204,6 +211,16 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
     let tail = observe.run("tail -n 20 /var/log/agentsh/server.log", QUICK).await.map(|o| o.stdout);
     log.push_str(&format!("== server.log after recovery\n{}\n", tail.unwrap_or_else(|e| format!("({e:#})"))));
     Ok(())
+}
+
+/// The probes' verdict in the row, as soon as the fault's window closes (so that a recovery that
+/// fails keeps it); from then on the target counts as not recovered until it answers again.
+fn judged(row: &mut FaultRow, seen: &Seen, started: Instant) {
+    row.duration_s = started.elapsed().as_secs_f64();
+    row.fail_closed = seen.verdict();
+    (row.probes, row.refused, row.ran_ungoverned, row.errors) = (seen.probes, seen.refused, seen.ran_ungoverned, seen.errors);
+    row.detail = crate::text::excerpt(&seen.summary(), 600);
+    row.recovered = "no";
 }
 
 /// `destroy-target`: the target leaves the soak. Nothing is left to govern, so fail-closed is
@@ -261,7 +278,8 @@ async fn answers(observe: &Conn, shim: &Conn) -> bool {
 
 /// Kills every agentsh process and starts the server as provisioning does.
 async fn restart(observe: &Conn) -> Result<()> {
-    let out = observe.run(&format!("{}\n{}", kill_server(), crate::target::SERVER_START), QUICK * 2).await?;
+    // The kill loop takes up to ~15 s and the start up to 30 s; slower on a loaded machine.
+    let out = observe.run(&format!("{}\n{}", kill_server(), crate::target::SERVER_START), QUICK * 4).await?;
     if !out.ok() {
         bail!("the agentsh server did not start again: {}", out.describe());
     }

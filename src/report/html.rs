@@ -54,6 +54,7 @@ fn render(run: &RunDir) -> String {
         ("run", "Run", run_section(run, manifest)),
         ("suite", "Security suite", suite_section(run)),
         ("workload", "Workload", workload_section(run)),
+        ("soak", "Soak and faults", soak_section(run)),
         ("comparisons", "Comparisons", comparisons_section(run)),
         ("charts", "Charts", charts_section(run)),
     ];
@@ -631,6 +632,39 @@ fn workload_section(run: &RunDir) -> Option<String> {
 
 /// overhead.csv (a workload run in several `--mode`s): each op's latency per mode and its ratio
 /// to baseline; a row whose op had errors or wrong decisions is marked.
+/// A soak's length and rounds (soak.json) and each fault the nemesis applied (faults.csv), a
+/// fault that failed open marked as a violation, one that proved nothing or did not recover as
+/// flaky.
+fn soak_section(run: &RunDir) -> Option<String> {
+    let facts = || -> Result<Option<String>> {
+        let Some(s) = read_json::<serde_json::Value>(&run.soak_json())? else { return Ok(None) };
+        let num = |k: &str| s.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        Ok(Some(facts(&[
+            ("asked", format!("{:.0} s", num("duration_s"))),
+            ("ran", format!("{:.0} s", num("elapsed_s"))),
+            ("rounds", format!("{:.0}", num("rounds"))),
+            ("faults applied", format!("{:.0}", num("faults_applied"))),
+            ("interrupted", s.get("interrupted").map(ToString::to_string).unwrap_or_default()),
+        ])))
+    };
+    let faults = || {
+        let class = |c: &Csv, r: &[String]| match (c.get(r, "fail_closed"), c.get(r, "recovered")) {
+            ("violated", _) => Some("violated"),
+            ("inconclusive", _) | (_, "no") => Some("flaky"),
+            _ => None,
+        };
+        Ok(csv_table(&run.faults_csv(), class)?.map(|t| {
+            format!(
+                "<h3>Faults</h3>\n<p>Fail-closed: while the fault was on, denied commands sent through the \
+                 shim (sudo, /etc/shadow, evil.test) had to fail or be refused; <em>violated</em> means one \
+                 ran. Recovery is timed from the end of the fault until the server answered and a shimmed \
+                 command ran.</p>\n{t}"
+            )
+        }))
+    };
+    joined([shown(facts()), shown(faults())])
+}
+
 fn overhead_part(run: &RunDir) -> Result<Option<String>> {
     let class = |c: &Csv, r: &[String]| {
         let n = |col: &str| c.get(r, col).parse::<u64>().unwrap_or(0);
