@@ -40,7 +40,6 @@ pub struct Ctx<'a> {
 /// is in the row.
 pub async fn apply(cx: &Ctx<'_>, ready: &Ready, fault: Fault, n: u32) -> FaultRow {
     let name = &ready.target.name;
-    let _guard = FaultGuard::new(name);
     let at_s = cx.t0.elapsed().as_secs_f64();
     let mut row = FaultRow {
         fault,
@@ -87,10 +86,21 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
         return Ok(());
     }
     if fault == Fault::DestroyTarget {
+        let _guard = FaultGuard::new(name);
         return destroy(cx, name, row, log).await;
     }
     let observe = Conn::connect(&format!("{name}/observe"), &ready.target.observe, cx.control_dir, 3).await?;
     let shim = Conn::connect(name, &ready.target.ssh, cx.control_dir, 3).await?;
+    // A fault on a server that is already down (a wedge being recovered, say) proves nothing
+    // about the fault. The watchdogs may still be bringing it back, so the guard comes after.
+    if ready.agentsh_version.is_some() && !comes_back(&observe, &shim, Duration::from_secs(90)).await {
+        row.recovery = "not applied".into();
+        row.detail = "agentsh did not answer for 90 s before the fault: hurting it then would prove nothing".into();
+        return Ok(());
+    }
+    let _guard = FaultGuard::new(name);
+    row.at_s = cx.t0.elapsed().as_secs_f64();
+    log.push_str(&format!("applied at {:.1} s (after agentsh answered)\n", row.at_s));
     let started = Instant::now();
     let mut seen = Seen::default();
     let hold_until = |from: Instant| from + cx.hold;
@@ -169,11 +179,15 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
             let shim2 = shim.clone();
             let pending = tokio::spawn(async move { shim2.run(&inflight, Duration::from_secs(30)).await });
             tokio::time::sleep(Duration::from_millis(800)).await;
-            // Detached, since it kills the very connection that sends it. Inetd-mode sshd (the
-            // local provider) and session processes are killed; a listening daemon is not.
-            let drop = "setsid nohup sh -c 'sleep 0.3; for p in $(pgrep -x sshd; pgrep -x sshd-session); do \
-                        grep -qa listener /proc/$p/cmdline || kill -9 $p; done' >/dev/null 2>&1 < /dev/null & echo sent";
-            let _ = observe.run(drop, Duration::from_secs(5)).await;
+            // Detached, since it kills the very connection that sends it, and by the observer's own
+            // bash: /bin/sh is agentsh's shim, and a governed killer proves nothing. Inetd-mode
+            // sshd (the local provider) and session processes are killed; a listening daemon is not.
+            let drop = format!(
+                "setsid nohup {} -c 'sleep 0.3; for p in $(pgrep -x sshd; pgrep -x sshd-session); do \
+                 grep -qa listener /proc/$p/cmdline || kill -9 $p; done' >/dev/null 2>&1 < /dev/null & echo sent",
+                crate::target::OBSERVER_SHELL
+            );
+            let _ = observe.run(&drop, Duration::from_secs(5)).await;
             let cut = pending.await.map_or_else(|e| format!("{e}"), |r| format!("{:?}", r.map(|o| o.describe())));
             log.push_str(&format!("in-flight `sudo -n whoami` after the drop: {}\n", crate::text::excerpt(&cut, 300)));
             row.duration_s = started.elapsed().as_secs_f64();
