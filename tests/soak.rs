@@ -27,13 +27,13 @@ fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() 
         "--iterations",
         "0",
         "--soak",
-        "110s",
+        "200s",
         "--duration",
         "12s",
         "--faults",
-        "kill-server@5s,stall-server@20s,fill-fs@35s,drop-ssh@50s,destroy-target@65s",
+        "destroy-target@5s,kill-server@15s,stall-server@35s,fill-fs@55s,drop-ssh@75s",
         "--fault-hold",
-        "5s",
+        "4s",
         "--trend-interval",
         "10s",
         "--out",
@@ -46,8 +46,12 @@ fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() 
 
     let faults = rows(&out.path().join("faults.csv"));
     let names: Vec<&str> = faults.iter().map(|r| r["fault"].as_str()).collect();
-    assert_eq!(names, ["kill-server", "stall-server", "fill-fs", "drop-ssh", "destroy-target"], "{log}");
-    for f in &faults[..4] {
+    assert_eq!(names, ["destroy-target", "kill-server", "stall-server", "fill-fs", "drop-ssh"], "{log}");
+    // The first fault destroyed one target; every later one went to the other, the only one left.
+    let destroyed = &faults[0];
+    assert_eq!((destroyed["recovered"].as_str(), destroyed["fail_closed"].as_str()), ("dropped", "skipped"));
+    for f in &faults[1..] {
+        assert_ne!(f["target"], destroyed["target"], "{f:?}");
         // Probes reached the target and were judged on what they showed: fail-closed is proven
         // either way, and a violation names the probe that ran ungoverned.
         assert!(matches!(f["fail_closed"].as_str(), "held" | "violated"), "{f:?}");
@@ -55,24 +59,24 @@ fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() 
         if f["fail_closed"] == "violated" {
             assert!(f["detail"].contains("RAN UNGOVERNED"), "{f:?}");
         }
-        assert_eq!(f["recovered"], "yes", "{f:?}");
-        let s: f64 = f["recover_s"].parse().unwrap_or_else(|_| panic!("a time to recover: {f:?}"));
-        assert!(s >= 0.0 && s < 120.0, "{f:?}");
-        let evidence = out.path().join("targets").join(&f["target"]);
-        assert!(
-            std::fs::read_dir(&evidence).unwrap().flatten().any(|e| {
-                e.file_name().to_string_lossy().ends_with(&format!("-{}.txt", f["fault"]))
-            }),
-            "evidence of {} in {}",
-            f["fault"],
-            evidence.display()
-        );
+        // Whether agentsh came back is agentsh's business (a finding if not); that the harness
+        // timed it when it did is this test's.
+        match f["recovered"].as_str() {
+            "yes" => {
+                let s: f64 = f["recover_s"].parse().unwrap_or_else(|_| panic!("a time to recover: {f:?}"));
+                assert!((0.0..120.0).contains(&s), "{f:?}");
+            }
+            "no" => assert!(f["recover_s"].is_empty(), "{f:?}"),
+            other => panic!("recovered {other:?}: {f:?}"),
+        }
+        assert!(!f["recovery"].is_empty() && f["recovery"] != "not applied", "{f:?}");
+        let evidence = out.path().join("targets").join(&f["target"]).join(format!(
+            "fault-{}-{}.txt",
+            names.iter().position(|n| *n == f["fault"]).unwrap() + 1,
+            f["fault"]
+        ));
+        assert!(evidence.is_file(), "{}", evidence.display());
     }
-    // Faults go to the targets in turn: 0, 1, 0, 1, 0.
-    assert_eq!(faults[0]["target"], faults[2]["target"]);
-    assert_ne!(faults[0]["target"], faults[1]["target"]);
-    let destroyed = &faults[4];
-    assert_eq!((destroyed["recovered"].as_str(), destroyed["fail_closed"].as_str()), ("dropped", "skipped"));
 
     // Each fault is also a verdict next to the suite's.
     let tests = rows(&out.path().join("tests.csv"));
@@ -82,7 +86,7 @@ fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() 
         .map(|r| (r["test_id"].as_str(), r["verdict"].as_str()))
         .collect();
     assert_eq!(verdicts.len(), 5, "{verdicts:?}");
-    assert_eq!(verdicts[4], ("fault:destroy-target", "skipped-env"));
+    assert_eq!(verdicts[0], ("fault:destroy-target", "skipped-env"));
     let summary = rows(&out.path().join("summary.csv"));
     assert_eq!(summary.iter().filter(|r| r["test_id"].starts_with("fault:")).count(), 5, "{summary:?}");
 
