@@ -306,7 +306,8 @@ async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, sto
     let code = |r: Result<Option<Stages>>| r.map(|s| s.map_or(exit::INTERRUPTED, |s| s.code));
     let (a_code, b_code) = (code(a_result)?, code(b_result)?);
     let workload = cfg.workload.as_ref().map(|p| p.name.as_str());
-    let (items, latency) = crate::analyze::versions::compare(&sa, &sb, workload)?;
+    let crate::analyze::versions::Comparison { items, latency, .. } =
+        crate::analyze::versions::compare(&sa, &sb, workload)?;
     let csv = top.comparison_csv("versions");
     crate::analyze::versions::write_csv(&csv, &sa.label, &sb.label, &items)?;
     if !latency.is_empty() {
