@@ -59,8 +59,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Some(Command::Bench { which: BenchKind::Suite { sizes, agentsh, engine, iterations } }) => {
             crate::bench::suite(&sizes, &agentsh, engine, iterations).await
         }
-        Some(Command::Bench { which: BenchKind::Driver { rates, duration, soak, engine } }) => {
-            crate::bench::driver(&rates, duration, soak, engine).await
+        Some(Command::Bench { which: BenchKind::Driver { rates, duration, soak, engine, agentsh } }) => {
+            crate::bench::driver(&rates, duration, soak, engine, &agentsh).await
         }
     }
 }
