@@ -279,6 +279,9 @@ fn write_report(dir: &RunDir) {
 async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, stop: &Stop) -> Result<u8> {
     let run = provider::new_run_tag();
     let top = RunDir::create(cfg.out.as_deref(), &run)?;
+    // Once, before the sides: on a fresh machine both would otherwise build the target image at
+    // the same time, into the same files. Each side's own prepare then finds it made.
+    provider.prepare().await.with_context(|| format!("preparing the {} provider", provider.kind()))?;
     let sides = [("a", cfg.targets.agentsh.clone()), ("b", versus.clone())];
     let side = |(label, spec): (&'static str, Spec)| {
         let (top, run) = (&top, &run);
