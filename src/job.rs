@@ -282,6 +282,9 @@ async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, sto
     // Once, before the sides: on a fresh machine both would otherwise build the target image at
     // the same time, into the same files. Each side's own prepare then finds it made.
     provider.prepare().await.with_context(|| format!("preparing the {} provider", provider.kind()))?;
+    // Likewise both agentsh builds: a version built on first use (minutes) would otherwise hold
+    // its side back while the other ran its whole workload alone, on a quieter machine.
+    tokio::try_join!(resolve(cfg.targets.agentsh.clone()), resolve(versus.clone()))?;
     let sides = [("a", cfg.targets.agentsh.clone()), ("b", versus.clone())];
     let side = |(label, spec): (&'static str, Spec)| {
         let (top, run) = (&top, &run);
