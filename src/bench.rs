@@ -256,14 +256,24 @@ fn print_suite(rows: &[SuiteRow], agentsh: &str, suite: &crate::config::SuiteCon
     }
 }
 
-/// The driver's own figures on one local target without agentsh (they do not depend on it):
-/// no-op capacity on one core, scheduling overhead against the `/bin/true` floor, the harness's
-/// `/bin/true` p50 against hyperfine's mean on the same target, and optionally RSS over a soak.
-pub async fn driver(rates: &[f64], duration: Duration, soak: Option<Duration>, engine: Engine) -> Result<u8> {
+/// The driver's own figures on one local target: no-op capacity on one core, scheduling overhead
+/// against the `/bin/true` floor, the harness's `/bin/true` p50 against hyperfine's mean on the
+/// same target, and optionally RSS over a soak. By default the target has no agentsh; with
+/// `agentsh` a version, it is installed and its server runs (and the workload's wedge watch reads
+/// its health, as in a real run): the driver runs on the observation channel, so its no-op ops
+/// are not governed, and the figures show whether the harness's own overhead changes with agentsh
+/// on the machine.
+pub async fn driver(
+    rates: &[f64],
+    duration: Duration,
+    soak: Option<Duration>,
+    engine: Engine,
+    agentsh: &str,
+) -> Result<u8> {
     if rates.is_empty() || rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
         return Err(exit::usage("--rates must be positive ops/s"));
     }
-    let args = TargetConfig::local("none", engine)?;
+    let args = TargetConfig::local(agentsh, engine)?;
     let provider = args.provider()?;
     let run = crate::provider::new_run_tag();
     let result = driver_figures(&args, provider.as_ref(), &run, rates, duration, soak).await;
@@ -299,6 +309,17 @@ async fn driver_figures(
     let conn = hyperfine_on_target(&bench).await?;
     let rounds = exec_floor_rounds(&bench, &conn, dur_ms).await?;
 
+    let on_target = bench.ready[0].agentsh_version.as_deref();
+    println!(
+        "\nbench target: {}",
+        on_target.map_or("no agentsh".to_string(), |v| format!("agentsh {v}, its server running"))
+    );
+    if on_target.is_some() {
+        // The wedge watch ran beside every driver run: a wedge would have cost the driver nothing
+        // (its ops are not governed) but is the server's finding.
+        let wedges: usize = capacity.iter().map(|(_, t)| t).chain([&overhead_run]).map(|t| t.wedges.len()).sum();
+        println!("agentsh server wedges during the no-op runs: {wedges}");
+    }
     print_capacity(&capacity, duration);
     let true_p50 = print_exec_floor(&rounds);
     print_overhead(&overhead_run, &capacity, true_p50);

@@ -226,6 +226,10 @@ pub enum BenchKind {
         soak: Option<std::time::Duration>,
         #[arg(long, value_enum, default_value_t = Engine::Podman)]
         engine: Engine,
+        /// agentsh on the bench target (see --agentsh): with a version its server runs there, to
+        /// show the driver's own figures do not change with it (the no-op ops are not governed).
+        #[arg(long, default_value = "none")]
+        agentsh: String,
     },
     /// Wall time of the security suite on 1 and N local targets side by side (provisioning
     /// excluded), the machine's CPU-seconds, and the CPU-bound floor on this machine's cores.

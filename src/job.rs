@@ -285,6 +285,12 @@ fn write_report(dir: &RunDir) {
 async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, stop: &Stop) -> Result<u8> {
     let run = provider::new_run_tag();
     let top = RunDir::create(cfg.out.as_deref(), &run)?;
+    // Once, before the sides: on a fresh machine both would otherwise build the target image at
+    // the same time, into the same files. Each side's own prepare then finds it made.
+    provider.prepare().await.with_context(|| format!("preparing the {} provider", provider.kind()))?;
+    // Likewise both agentsh builds: a version built on first use (minutes) would otherwise hold
+    // its side back while the other ran its whole workload alone, on a quieter machine.
+    tokio::try_join!(resolve(cfg.targets.agentsh.clone()), resolve(versus.clone()))?;
     let sides = [("a", cfg.targets.agentsh.clone()), ("b", versus.clone())];
     let side = |(label, spec): (&'static str, Spec)| {
         let (top, run) = (&top, &run);
@@ -312,7 +318,8 @@ async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, sto
     let code = |r: Result<Option<Stages>>| r.map(|s| s.map_or(exit::INTERRUPTED, |s| s.code));
     let (a_code, b_code) = (code(a_result)?, code(b_result)?);
     let workload = cfg.workload.as_ref().map(|p| p.name.as_str());
-    let (items, latency) = crate::analyze::versions::compare(&sa, &sb, workload)?;
+    let crate::analyze::versions::Comparison { items, latency, .. } =
+        crate::analyze::versions::compare(&sa, &sb, workload)?;
     let csv = top.comparison_csv("versions");
     crate::analyze::versions::write_csv(&csv, &sa.label, &sb.label, &items)?;
     if !latency.is_empty() {

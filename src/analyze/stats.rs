@@ -453,31 +453,6 @@ fn erfc(x: f64) -> f64 {
     if x >= 0.0 { r } else { 2.0 - r }
 }
 
-/// The comparison as a table on stdout: ratio [interval] per quantile, p-value, verdict.
-pub fn print(rows: &[OpComparison]) {
-    println!(
-        "{:<14} {:>7} {:>7} {:>28} {:>28} {:>9}  verdict",
-        "op", "base iv", "run iv", "p50 × [CI]", "p99 × [CI]", "p-value"
-    );
-    let q = |q: &Option<QuantileRatio>| match q {
-        Some(QuantileRatio { ratio, ci: Some((l, h)), .. }) => format!("{ratio:.3} [{l:.3}, {h:.3}]"),
-        Some(QuantileRatio { ratio, ci: None, .. }) => format!("{ratio:.3} [-]"),
-        None => "-".to_string(),
-    };
-    for r in rows {
-        println!(
-            "{:<14} {:>7} {:>7} {:>28} {:>28} {:>9}  {}",
-            r.op,
-            r.base_blocks,
-            r.run_blocks,
-            q(&r.p50),
-            q(&r.p99),
-            r.p_value.map_or("-".to_string(), format_p),
-            r.verdict
-        );
-    }
-}
-
 /// A p-value for a table or CSV: 4 significant digits, so that 1e-30 is not printed as 0.
 pub fn format_p(p: f64) -> String {
     if p >= 1e-4 { format!("{p:.4}") } else { format!("{p:.3e}") }

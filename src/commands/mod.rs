@@ -59,8 +59,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Some(Command::Bench { which: BenchKind::Suite { sizes, agentsh, engine, iterations } }) => {
             crate::bench::suite(&sizes, &agentsh, engine, iterations).await
         }
-        Some(Command::Bench { which: BenchKind::Driver { rates, duration, soak, engine } }) => {
-            crate::bench::driver(&rates, duration, soak, engine).await
+        Some(Command::Bench { which: BenchKind::Driver { rates, duration, soak, engine, agentsh } }) => {
+            crate::bench::driver(&rates, duration, soak, engine, &agentsh).await
         }
     }
 }
@@ -126,24 +126,19 @@ fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
             }
         }
     };
-    let load = |d: &Path| crate::analyze::load_blocks(d, &workload, None).map_err(|e| exit::usage(format!("{e:#}")));
-    let (base_blocks, run_blocks) = (load(base)?, load(run)?);
-    let (b, r) = (base_blocks.merged()?, run_blocks.merged()?);
-    for op in b.keys().filter(|k| !r.contains_key(*k)) {
-        eprintln!("note: op {op} is only in the baseline");
-    }
-    for op in r.keys().filter(|k| !b.contains_key(*k)) {
-        eprintln!("note: op {op} is only in the run");
-    }
-    let rows = crate::analyze::compare(&b, &r);
+    // The two-version comparison's code path, with the base as A and the run as B. What it
+    // reads are the folders the user named: a workload one lacks, or a file it cannot read, is
+    // bad usage.
+    let side = |label: &str, dir: &Path| crate::analyze::versions::Side { label: label.into(), dir: dir.into() };
+    let (a, b) = (side("base", base), side("run", run));
+    let crate::analyze::versions::Comparison { items, latency: stats, percentiles: rows } =
+        crate::analyze::versions::compare(&a, &b, Some(&workload)).map_err(|e| exit::usage(format!("{e:#}")))?;
     crate::analyze::print(&rows);
-    // Response time, as the table above: from the intended start, waits for a worker included.
-    let stats: Vec<_> = crate::analyze::stats::compare_blocks(&base_blocks.response, &run_blocks.response)
-        .into_iter()
-        .filter(|s| b.contains_key(&s.op) && r.contains_key(&s.op))
-        .collect();
     println!();
-    crate::analyze::stats::print(&stats);
+    crate::analyze::versions::print(&a.label, &b.label, &items);
+    let sections = RunDir::at(run).comparison_sections_csv(&workload);
+    crate::analyze::versions::write_csv(&sections, &a.label, &b.label, &items)?;
+    println!("written: {}", sections.display());
     let out = RunDir::at(run).comparison_csv(&workload);
     crate::analyze::write_csv(&out, &rows, &stats)?;
     println!("written: {}", out.display());
@@ -205,4 +200,51 @@ async fn ls(provider: &dyn Provider) -> Result<u8> {
         eprintln!("no targets");
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `compare BASE RUN` on two fixture run folders: the percentile table as before, and every
+    /// section the two-version comparison has, both written into RUN.
+    #[test]
+    fn compare_writes_every_section_and_the_percentile_table() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = crate::analyze::versions::fixture::pair(d.path());
+        assert_eq!(compare(&a.dir, &b.dir, None).unwrap(), exit::OK, "the one workload both have");
+        let run = RunDir::at(&b.dir);
+        let table = std::fs::read_to_string(run.comparison_csv("w")).unwrap();
+        let mut lines = table.lines();
+        let header = lines.next().unwrap();
+        assert!(header.starts_with("op,base_count,run_count,response_p50_base_ms,"), "{header}");
+        assert!(header.ends_with(",response_p_value,verdict"), "{header}");
+        let echo: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!((echo[0], echo[1], echo[2], echo[28]), ("echo", "400", "400", "slower"), "{echo:?}");
+        assert_eq!(lines.next(), None, "only ops both runs have: {table}");
+        let sections = std::fs::read_to_string(run.comparison_sections_csv("w")).unwrap();
+        assert!(sections.starts_with("section,item,base,run,ratio_b_over_a,"), "{sections}");
+        for want in [
+            "suite,1 one,held,violated,,,,,broken\n",
+            "suite,2 two,violated,held,,,,,fixed\n",
+            "integrity,targets,held ×2,\"held ×1, violated ×1\",,,,,findings\n",
+            "latency,true,400 ops,-,,,,,only in base\n",
+            "decisions,echo wrong decisions,0,8,,,,,broken\n",
+            "decisions,server wedges under load,2,0,,,,,findings\n",
+        ] {
+            assert!(sections.contains(want), "{want:?} not in:\n{sections}");
+        }
+        let p50 = sections.lines().find(|l| l.starts_with("latency,echo p50 ms,")).unwrap();
+        assert!(p50.ends_with(",slower"), "{p50}");
+        assert!(run.comparison_svg("w").is_file());
+    }
+
+    #[test]
+    fn compare_without_the_workload_is_bad_usage() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = crate::analyze::versions::fixture::pair(d.path());
+        let e = compare(&a.dir, &b.dir, Some("nope")).unwrap_err();
+        assert_eq!(exit::code_for(&e), exit::USAGE, "{e:#}");
+        assert!(format!("{e:#}").contains("no workload \"nope\""), "{e:#}");
+    }
 }

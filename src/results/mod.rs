@@ -158,6 +158,12 @@ impl RunDir {
         self.path.join(format!("comparison-{workload}.csv"))
     }
 
+    /// `comparison-<workload>-sections.csv`: what `compare` found in every section (suite,
+    /// integrity, latency, decisions), as the two-version job's `comparison-versions.csv` has it.
+    pub fn comparison_sections_csv(&self, workload: &str) -> PathBuf {
+        self.path.join(format!("comparison-{workload}-sections.csv"))
+    }
+
     /// Every `comparison*.csv` in the run folder, in name order (`compare` writes one per workload;
     /// other comparisons may follow the same prefix); empty when the folder cannot be read.
     pub fn comparison_csvs(&self) -> Vec<PathBuf> {
@@ -290,6 +296,7 @@ mod tests {
             "histograms/w/t-0.response.hlog"
         );
         assert_eq!(rel(d.comparison_csv("w")), "comparison-w.csv");
+        assert_eq!(rel(d.comparison_sections_csv("w")), "comparison-w-sections.csv");
         assert_eq!(rel(d.report_html()), "report.html");
         assert_eq!(rel(d.comparison_svg("w")), "comparison-w.svg");
         assert_eq!(rel(d.hlog("w", "t-0", HlogKind::Response)), "histograms/w/t-0.response.hlog");

@@ -258,6 +258,7 @@ fn governed_kind(src: &Source, o: &OpToml, err: &dyn Fn(String) -> anyhow::Error
         if !url.starts_with("http://") || url["http://".len()..].split('/').next().unwrap_or("").is_empty() {
             return Err(err("proxy_get needs an http://HOST/PATH url".into()));
         }
+        proxy_target_ok(url).map_err(err)?;
         (Via::Proxy { url: url.clone() }, 200)
     } else {
         return Err(err("not a governed kind".into()));
@@ -284,6 +285,39 @@ fn governed_kind(src: &Source, o: &OpToml, err: &dyn Fn(String) -> anyhow::Error
         None => 10_000,
     };
     Ok(OpKind::Governed { via, expected, timeout_ms })
+}
+
+/// The network rule for `proxy_get`: traffic goes only to loopback or to the harness's own
+/// fixtures. Without agentsh the GET is sent straight to the host (`driver::governed::direct_get`),
+/// and with agentsh an allowed one goes out through its proxy, so a URL naming any other host
+/// would send a workload's load off the target. Its host must be loopback (`127.0.0.0/8`,
+/// `localhost`) or a name the target maps to a loopback fixture ([`crate::target::FIXTURE_HOSTS`]);
+/// its port, if any, a number or `{fixture}` (the driver's own fixture's port).
+fn proxy_target_ok(url: &str) -> std::result::Result<(), String> {
+    let authority = url.trim_start_matches("http://").split('/').next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if let Some(p) = port
+        && p != "{fixture}"
+        && !p.parse::<u16>().is_ok_and(|n| n > 0)
+    {
+        return Err(format!("proxy_get {url:?}: port {p:?} is neither a number nor {{fixture}}"));
+    }
+    let loopback =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback());
+    let fixture =
+        crate::target::FIXTURE_HOSTS.iter().any(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(host)));
+    if loopback || fixture {
+        return Ok(());
+    }
+    let names: Vec<&str> = crate::target::FIXTURE_HOSTS.iter().flat_map(|(_, n)| n.iter().copied()).collect();
+    Err(format!(
+        "proxy_get {url:?}: host {host:?} is not loopback (127.0.0.0/8, localhost) or a fixture host ({}): \
+         a workload's traffic stays on the target",
+        names.join(", ")
+    ))
 }
 
 /// `--duration` and `--rate` on the command line override the file (benches and quick looks).
@@ -374,6 +408,43 @@ file_cycle = { bytes = 4096 }
                 timeout_ms: 10_000
             }
         );
+    }
+
+    #[test]
+    fn proxy_get_reaches_only_loopback_and_fixture_hosts() {
+        let op = |url: &str| {
+            parse_str(&format!(
+                "name = \"p\"\nduration = \"1s\"\n[load]\nrate = 1\n[[op]]\nname = \"get\"\nproxy_get = \"{url}\"\n\
+                 decision = \"allow\"\n"
+            ))
+        };
+        for good in [
+            "http://127.0.0.1:{fixture}/abench-allowed",
+            "http://127.9.8.7/x",
+            "http://localhost:8080/x",
+            "http://evil.test/abench-denied",
+            "http://registry.npm.test/pkg",
+            "http://API.GITHUB.COM/",
+        ] {
+            let p = op(good).unwrap_or_else(|e| panic!("{good}: {e:#}"));
+            assert!(matches!(&p.ops[0].kind, OpKind::Governed { via: Via::Proxy { url }, .. } if url == good));
+        }
+        for (bad, why) in [
+            ("http://10.0.0.1/x", "is not loopback"),
+            ("http://example.org/x", "is not loopback"),
+            ("http://128.0.0.1/x", "is not loopback"),
+            ("http://evil.test.example/x", "is not loopback"),
+            ("http://localhost.attacker/x", "is not loopback"),
+            ("http://evil.test@example.org/x", "is not loopback"),
+            ("http://127.0.0.1:{port}/x", "neither a number nor {fixture}"),
+            ("http://127.0.0.1:99999/x", "neither a number nor {fixture}"),
+        ] {
+            let e = op(bad).unwrap_err();
+            let msg = format!("{e}");
+            assert!(msg.starts_with("w.toml:5: op \"get\": proxy_get"), "{bad}: {msg}");
+            assert!(msg.contains(why), "{bad}: {msg}");
+            assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE);
+        }
     }
 
     #[test]
