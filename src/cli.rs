@@ -26,6 +26,11 @@ pub struct Cli {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
+    /// Also write the run's verdicts as JUnit XML to FILE: a testsuite per target, a testcase per
+    /// suite test (violated and flaky fail, inconclusive is an error), per workload op
+    /// (`decision:<op>`), integrity and fault.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -187,6 +192,18 @@ pub enum Command {
     Report {
         /// Results directory of the run.
         run: PathBuf,
+    },
+    /// Each agentsh version's runs in history.csv (one line per main-job run, beside the run
+    /// folders): a table of recent runs, history.svg beside the file, and the newest run of each
+    /// version against the previous one with scenarios/history.toml's thresholds. Exit 1 when a
+    /// change is flagged, 0 when none, 3 for a missing file or an unknown version.
+    History {
+        /// The history file.
+        #[arg(long, default_value = "results/history.csv", value_name = "FILE")]
+        file: PathBuf,
+        /// Only this agentsh version (as history.csv's agentsh_version; a leading v is ignored).
+        #[arg(long, value_name = "V")]
+        version: Option<String>,
     },
     /// The on-target driver: reads a plan on stdin, streams records on stdout (run by the harness).
     #[command(hide = true)]

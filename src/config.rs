@@ -144,6 +144,10 @@ pub struct RunConfig {
     pub soak: Option<crate::soak::SoakConfig>,
     pub out: Option<PathBuf>,
     pub keep: bool,
+    /// `--junit FILE`: the verdicts as JUnit XML, written when the run ends.
+    pub junit: Option<PathBuf>,
+    /// What the run's line in history.csv holds (scenarios/history.toml), read before it starts.
+    pub history: crate::analyze::history::Config,
 }
 
 impl RunConfig {
@@ -175,7 +179,21 @@ impl RunConfig {
             soak,
             out: out.map(Path::to_path_buf),
             keep,
+            junit: None,
+            history: crate::analyze::history::load(&crate::analyze::history::default_path())?,
         })
+    }
+
+    /// `--junit FILE`, checked now rather than when the run ends: its folder must exist.
+    pub fn with_junit(mut self, file: Option<&Path>) -> Result<RunConfig> {
+        if let Some(f) = file {
+            let folder = f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !folder.is_dir() || f.is_dir() {
+                return Err(exit::usage(format!("--junit {}: not a file in an existing folder", f.display())));
+            }
+        }
+        self.junit = file.map(Path::to_path_buf);
+        Ok(self)
     }
 }
 
@@ -314,6 +332,19 @@ mod tests {
         assert!(usage_error(&["--workload", "none", "--mode", "all"]).contains("needs one"));
         assert!(usage_error(&["--agentsh", "v0.16.9", "--agentsh", "v0.16.9"]).contains("given twice"));
         assert!(usage_error(&["--agentsh", "none", "--agentsh", "v0.16.9", "--agentsh", "v0.20.1"]).contains("two"));
+    }
+
+    #[test]
+    fn junit_needs_an_existing_folder() {
+        let c = cli(&["--junit", "/no/such/dir/junit.xml"]);
+        let cfg = RunConfig::from_cli(&c.targets, &c.workload, None, false).expect("valid");
+        let e = cfg.with_junit(c.junit.as_deref()).err().expect("refused");
+        assert_eq!(exit::code_for(&e), exit::USAGE);
+        assert!(format!("{e:#}").contains("/no/such/dir/junit.xml"), "{e:#}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("junit.xml");
+        let cfg = RunConfig::from_cli(&c.targets, &c.workload, None, false).expect("valid");
+        assert_eq!(cfg.with_junit(Some(&file)).expect("accepted").junit, Some(file));
     }
 
     #[test]

@@ -212,6 +212,7 @@ pub async fn main_job(cfg: &RunConfig, provider: &dyn Provider, stop: &Stop) -> 
     if !cfg.keep || done.interrupted {
         teardown(provider, &run).await;
     }
+    record_run(cfg, &[&done], &crate::results::history::folder_of(&done.dir));
     println!("{}/{} target(s) ready; results in {}", done.ready, done.targets, done.dir.display());
     if done.interrupted {
         eprintln!("interrupted: partial results kept, targets of run {run} destroyed");
@@ -275,6 +276,35 @@ fn write_report(dir: &RunDir) {
         Ok(path) => println!("report: {}", path.display()),
         Err(e) => eprintln!("warning: report.html: {e:#}"),
     }
+    if let Err(e) = crate::report::markdown::write(dir) {
+        eprintln!("warning: summary.md: {e:#}");
+    }
+}
+
+/// After a main job's stages (each side's, for two versions): each run folder's line in
+/// history.csv in `history_folder` (the folder holding the run folders), and with `--junit` the
+/// JUnit XML of them all. Neither turns a finished run into a failed one: what cannot be
+/// written is a warning.
+fn record_run(cfg: &RunConfig, runs: &[&Stages], history_folder: &Path) {
+    use crate::results::history;
+    let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let file = history::file_in(history_folder);
+    let ops = &cfg.history.ops;
+    let rows = runs
+        .iter()
+        .map(|s| crate::analyze::digest::Digest::load(&s.dir).map(|d| d.history_row(ops, &date, s.interrupted)))
+        .collect::<Result<Vec<_>>>();
+    match rows.and_then(|rows| history::append(&file, ops, &rows)) {
+        Ok(()) => println!("history: {}", file.display()),
+        Err(e) => eprintln!("warning: history: {e:#}"),
+    }
+    if let Some(junit) = &cfg.junit {
+        let dirs: Vec<&Path> = runs.iter().map(|s| s.dir.as_path()).collect();
+        match crate::report::junit::write(&dirs, junit) {
+            Ok(()) => println!("junit: {}", junit.display()),
+            Err(e) => eprintln!("warning: {}: {e:#}", junit.display()),
+        }
+    }
 }
 
 /// Two agentsh versions side by side (`--agentsh A --agentsh B`): each gets `--vms` targets, all
@@ -310,6 +340,9 @@ async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, sto
             teardown(provider, tag).await;
         }
     }
+    let done: Vec<&Stages> =
+        [&a.2, &b.2].into_iter().filter_map(|r| r.as_ref().ok().and_then(Option::as_ref)).collect();
+    record_run(cfg, &done, &crate::results::history::folder_of(&top.path));
     if interrupted {
         eprintln!("interrupted: partial results in {}, targets destroyed", top.path.display());
         return Ok(exit::INTERRUPTED);
@@ -875,8 +908,11 @@ mod tests {
             workload: None,
             modes: vec![Mode::Full],
             soak: None,
-            out: Some(out.to_path_buf()),
+            // A run folder inside the test's folder: history.csv goes beside it, not into /tmp.
+            out: Some(out.join("run")),
             keep,
+            junit: None,
+            history: crate::analyze::history::load(&crate::analyze::history::default_path()).expect("history.toml"),
         }
     }
 
@@ -892,14 +928,15 @@ mod tests {
     async fn targets_that_never_became_ready_are_written_down_torn_down_and_exit_2() {
         let out = tempfile::tempdir().expect("tempdir");
         let fake = FakeProvider { fail_create: vec![1], ..Default::default() };
-        let code = main_job(&config(out.path(), 2, true, false), &fake, &Stop::never()).await.expect("no error");
+        let cfg = config(out.path(), 2, true, false).with_junit(Some(&out.path().join("junit.xml"))).expect("valid");
+        let code = main_job(&cfg, &fake, &Stop::never()).await.expect("no error");
         assert_eq!(code, exit::INFRA);
         let calls = fake.calls();
         assert_eq!(calls[0], "prepare");
         assert!(calls[1].starts_with("create ") && calls[1].ends_with(" 2"), "{calls:?}");
         assert_eq!(destroyed(&fake).len(), 1, "torn down once: {calls:?}");
         // Each target's failure is named: target 0 at its first ssh connection, 1 at creation.
-        let dir = RunDir::at(out.path());
+        let dir = RunDir::at(out.path().join("run"));
         let rows = csv_rows(&dir.targets_csv());
         let steps: Vec<(&str, &str)> = rows.iter().map(|r| (&r[2], &r[4])).collect();
         assert_eq!(steps, [("failed", "create"), ("failed", "connect")]);
@@ -910,6 +947,16 @@ mod tests {
         // The suite ran on no target and still left its files, header only.
         assert!(csv_rows(&dir.tests_csv()).is_empty());
         assert!(dir.summary_csv().is_file());
+        // The run's line in history.csv beside its folder, its summary.md, and --junit's file
+        // with each target's readiness as an error.
+        let history = crate::results::history::read(&out.path().join("history.csv")).expect("history.csv");
+        assert_eq!(history.rows.len(), 1);
+        let line = &history.rows[0];
+        assert_eq!((line.targets, line.ready, line.agentsh_version.as_str()), (2, 0, "none"));
+        assert!(std::fs::read_to_string(dir.path.join("summary.md")).expect("summary.md").contains("0 of 2"));
+        let junit = std::fs::read_to_string(out.path().join("junit.xml")).expect("junit.xml");
+        let doc = roxmltree::Document::parse(&junit).expect("valid XML");
+        assert_eq!(doc.root_element().attribute("errors"), Some("2"), "{junit}");
     }
 
     #[tokio::test]

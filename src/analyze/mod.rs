@@ -5,6 +5,8 @@
 //! every target (not from averaging per-target percentiles, which has no meaning); whether a
 //! ratio is more than noise is [`stats`]' question, answered from the unmerged intervals.
 
+pub mod digest;
+pub mod history;
 pub mod regressions;
 pub mod stats;
 pub mod versions;

@@ -16,7 +16,8 @@ use crate::results::RunDir;
 pub async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         None => {
-            let cfg = RunConfig::from_cli(&cli.targets, &cli.workload, cli.out.as_deref(), cli.keep)?;
+            let cfg = RunConfig::from_cli(&cli.targets, &cli.workload, cli.out.as_deref(), cli.keep)?
+                .with_junit(cli.junit.as_deref())?;
             let provider = cfg.targets.provider()?;
             crate::job::main_job(&cfg, provider.as_ref(), &Stop::on_ctrl_c()).await
         }
@@ -24,6 +25,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Some(Command::Manifest { config, alias, against }) => manifest(config, alias, against.as_deref()).await,
         Some(Command::Compare { base, run, workload }) => compare(&base, &run, workload.as_deref()),
         Some(Command::Report { run }) => report(&run),
+        Some(Command::History { file, version }) => history(&file, version.as_deref()),
         Some(Command::Up { targets, out }) => {
             let targets = TargetConfig::from_args(&targets)?;
             if targets.versus.is_some() {
@@ -159,6 +161,40 @@ fn report(run: &Path) -> Result<u8> {
     }
     println!("{}", crate::report::html::write(&RunDir::at(run))?.display());
     Ok(exit::OK)
+}
+
+/// `history`: the trend per version, its chart, and the gate (exit 1 when a change is flagged).
+fn history(file: &Path, version: Option<&str>) -> Result<u8> {
+    use crate::analyze::history as gate;
+    if !file.is_file() {
+        return Err(exit::usage(format!(
+            "{}: no such file (every main-job run appends to history.csv beside its run folder)",
+            file.display()
+        )));
+    }
+    let config = gate::load(&gate::default_path())?;
+    let h = crate::results::history::read(file).map_err(|e| exit::usage(format!("{e:#}")))?;
+    let rows: Vec<&crate::results::history::HistoryRow> =
+        h.rows.iter().filter(|r| version.is_none_or(|v| gate::same_version(v, &r.agentsh_version))).collect();
+    if let Some(v) = version
+        && rows.is_empty()
+    {
+        let mut known: Vec<&str> = h.rows.iter().map(|r| r.agentsh_version.as_str()).collect();
+        known.sort();
+        known.dedup();
+        return Err(exit::usage(format!("{}: no run of agentsh {v} (it has: {})", file.display(), known.join(", "))));
+    }
+    // The config's ops, as far as this file has their columns (it may predate a change).
+    let ops: Vec<String> = config.ops.iter().filter(|op| h.ops.contains(op)).cloned().collect();
+    crate::report::history::print_tables(&rows, &ops);
+    let chart = file.with_extension("svg");
+    match crate::report::history::chart(&rows, &ops, &chart) {
+        Ok(()) => println!("chart: {}", chart.display()),
+        Err(e) => eprintln!("warning: {}: {e:#}", chart.display()),
+    }
+    let checks = gate::check(&h.rows, &ops, &config.thresholds, version);
+    let flagged = crate::report::history::print_checks(&checks);
+    Ok(if flagged > 0 { exit::REGRESSION } else { exit::OK })
 }
 
 async fn manifest(config_file: std::path::PathBuf, alias: String, against: Option<&Path>) -> Result<u8> {

@@ -9,8 +9,11 @@
 
 pub mod charts;
 pub mod comparison;
+pub mod history;
 pub mod html;
+pub mod junit;
 pub mod latency;
+pub mod markdown;
 pub mod overhead;
 pub mod verdicts;
 

@@ -6,6 +6,7 @@
 //! and the readers (`analyze`, `compare`) cannot drift apart. `.ci/run` and the tests under
 //! `tests/` read the same names from outside the crate.
 
+pub mod history;
 pub mod hlog;
 pub mod manifest;
 pub mod summary;
