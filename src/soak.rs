@@ -188,7 +188,7 @@ async fn rounds(
     board: &Board,
     stop: &Stop,
 ) -> (Result<(u8, bool)>, u32) {
-    let mut so_far = cfg.workload.as_ref().map(|plan| WorkloadSoFar::new(plan));
+    let mut so_far = cfg.workload.as_ref().map(WorkloadSoFar::new);
     let (mut code, mut round) = (exit::OK, 0);
     let mut next_iteration = 1;
     let result = async {
