@@ -102,6 +102,9 @@ fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() 
         latency.iter().filter(|r| r["workload"] == last).map(|r| r["target"].as_str()).collect();
     // The last round ended well after the destroy: the destroyed target was left out of it, or
     // its driver failed with it (excused, so no rows).
-    assert!(!targets_in_last.is_empty() && !targets_in_last.contains(destroyed["target"].as_str()), "{last}: {targets_in_last:?}");
+    assert!(
+        !targets_in_last.is_empty() && !targets_in_last.contains(destroyed["target"].as_str()),
+        "{last}: {targets_in_last:?}"
+    );
     assert!(latency.iter().any(|r| r["workload"] == "default-r1"), "round 1 in latency.csv");
 }

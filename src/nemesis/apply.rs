@@ -232,7 +232,8 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
 fn judged(row: &mut FaultRow, seen: &Seen, started: Instant) {
     row.duration_s = started.elapsed().as_secs_f64();
     row.fail_closed = seen.verdict();
-    (row.probes, row.refused, row.ran_ungoverned, row.errors) = (seen.probes, seen.refused, seen.ran_ungoverned, seen.errors);
+    (row.probes, row.refused, row.ran_ungoverned, row.errors) =
+        (seen.probes, seen.refused, seen.ran_ungoverned, seen.errors);
     row.detail = crate::text::excerpt(&seen.summary(), 600);
     row.recovered = "no";
 }
