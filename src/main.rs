@@ -24,6 +24,7 @@ mod schema;
 mod suite;
 mod target;
 mod text;
+mod trends;
 mod watchdog;
 mod workload;
 

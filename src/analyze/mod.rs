@@ -7,6 +7,7 @@
 
 pub mod regressions;
 pub mod stats;
+pub mod trends;
 pub mod versions;
 
 use std::collections::{BTreeMap, BTreeSet};

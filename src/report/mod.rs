@@ -12,6 +12,7 @@ pub mod comparison;
 pub mod html;
 pub mod latency;
 pub mod overhead;
+pub mod trends;
 pub mod verdicts;
 
 use anyhow::Result;
