@@ -275,16 +275,19 @@ pub fn analyze(samples: &Samples, limits: &Limits) -> Vec<Row> {
     rows
 }
 
-/// One series: None when nothing is left after the warm-up.
+/// One series (None without samples). The figures are those of the samples after the warm-up;
+/// a series that ends inside its warm-up is described whole, and is insufficient.
 pub fn judge(target: &str, series: &str, unit: &str, points: &[(f64, f64)], limit: &Limit) -> Option<Row> {
     let start = points.first()?.0 + limit.warmup_s;
-    let kept: Vec<(f64, f64)> = points.iter().copied().filter(|(t, _)| *t >= start).collect();
+    let after: Vec<(f64, f64)> = points.iter().copied().filter(|(t, _)| *t >= start).collect();
+    let warming = after.is_empty();
+    let kept = if warming { points.to_vec() } else { after };
     let (first, last) = (kept.first()?, kept.last()?);
     let span_s = last.0 - first.0;
     let slope = least_squares(&kept).map(|s| s * 3600.0);
     let robust = theil_sen(&kept).map(|s| s * 3600.0);
     let threshold = limit.threshold(first.1);
-    let verdict = if kept.len() < limit.min_samples || span_s < limit.min_span_s {
+    let verdict = if warming || kept.len() < limit.min_samples || span_s < limit.min_span_s {
         Verdict::Insufficient
     } else if slope.is_some_and(|s| s > threshold) && robust.is_some_and(|s| s > threshold) {
         Verdict::Leak
@@ -406,19 +409,21 @@ pub fn print(rows: &[Row]) {
     let leaks = rows.iter().filter(|r| r.verdict == Verdict::Leak).count();
     let short = rows.iter().filter(|r| r.verdict == Verdict::Insufficient).count();
     println!("resource trends: {leaks} leak(s), {short} series with too little data, per hour:");
+    let w = rows.iter().map(|r| r.target.len()).max().unwrap_or(0).max(6);
     println!(
-        "{:<24} {:<18} {:>7} {:>9} {:>12} {:>12} {:>12} {:>12} {:>12}  verdict",
+        "{:<w$} {:<18} {:>7} {:>9} {:>12} {:>12} {:>12} {:>12} {:>12}  verdict",
         "target", "series", "samples", "span_min", "first", "last", "slope", "robust", "threshold"
     );
-    let g = |v: Option<f64>| {
-        v.map_or_else(
-            || "-".to_string(),
-            |v| format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').chars().take(12).collect(),
-        )
+    // Enough digits to compare a slope with its threshold, no more.
+    let g = |v: Option<f64>| match v {
+        None => "-".to_string(),
+        Some(v) if v.abs() >= 1000.0 => format!("{v:.0}"),
+        Some(v) if v.abs() >= 1.0 => format!("{v:.2}"),
+        Some(v) => format!("{v:.4}"),
     };
     for r in ranked(rows) {
         println!(
-            "{:<24} {:<18} {:>7} {:>9.1} {:>12} {:>12} {:>12} {:>12} {:>12}  {}",
+            "{:<w$} {:<18} {:>7} {:>9.1} {:>12} {:>12} {:>12} {:>12} {:>12}  {}",
             r.target,
             r.series,
             r.samples,
@@ -509,7 +514,7 @@ mod tests {
     }
 
     #[test]
-    fn warmup_is_left_out_and_can_leave_nothing() {
+    fn warmup_is_left_out_and_a_series_inside_it_is_insufficient() {
         // A climb in the first 40 minutes, flat after.
         let pts = series(60, |t| t.min(2400.0));
         let mut l = limit(1.0);
@@ -517,8 +522,11 @@ mod tests {
         l.warmup_s = 2400.0;
         let row = judge("t", "x", "", &pts, &l).unwrap();
         assert_eq!((row.verdict, row.first, row.samples, row.span_s), (Verdict::Flat, 2400.0, 41, 1200.0));
+        // Ending inside the warm-up: described whole, not judged.
         l.warmup_s = 99_999.0;
-        assert!(judge("t", "x", "", &pts, &l).is_none());
+        let row = judge("t", "x", "", &pts, &l).unwrap();
+        assert_eq!((row.verdict, row.first, row.samples), (Verdict::Insufficient, 0.0, 121));
+        assert!(judge("t", "x", "", &[], &l).is_none());
     }
 
     #[test]

@@ -325,7 +325,7 @@ mod tests {
         assert!(s.contains("db='/var/lib/agent sh/events.db'"));
         assert!(s.contains(crate::watchdog::AGENTSH_SERVER));
         assert!(s.contains("http://127.0.0.1:18080/api/v1/sessions"));
-        assert!(s.contains("-v min_age='60'"));
+        assert!(s.contains("-v min_age='90'"));
         // Every series the analysis judges is printed by the script.
         for (series, _) in crate::trends::SERIES {
             assert!(s.contains(&format!("\"{series} ")) || s.contains(&format!("\"{series}\"")), "{series}");
