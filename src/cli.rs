@@ -220,6 +220,26 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         against: Option<PathBuf>,
     },
+    /// agentsh's resource trends on targets left up (`up`): samples each `-observe` alias every
+    /// --every for --duration, then writes trends-samples.csv, trends.csv (slopes, leak verdicts
+    /// against scenarios/trends.toml) and charts/trends.svg into --out. For a kept target, and
+    /// for the tests.
+    #[command(hide = true)]
+    Trends {
+        #[arg(short = 'F', value_name = "CONFIG")]
+        config: PathBuf,
+        #[arg(required = true)]
+        aliases: Vec<String>,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        every: std::time::Duration,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+        duration: std::time::Duration,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// agentsh's event store on the targets (default: the one assets/config.yaml names).
+        #[arg(long, value_name = "PATH")]
+        events_db: Option<String>,
+    },
     /// Benchmarks that print ratios measured side by side in one run.
     Bench {
         #[command(subcommand)]

@@ -26,6 +26,7 @@ mod soak;
 mod suite;
 mod target;
 mod text;
+mod trends;
 mod watchdog;
 mod workload;
 

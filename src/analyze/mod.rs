@@ -9,6 +9,7 @@ pub mod digest;
 pub mod history;
 pub mod regressions;
 pub mod stats;
+pub mod trends;
 pub mod versions;
 
 use std::collections::{BTreeMap, BTreeSet};

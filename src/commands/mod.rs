@@ -23,6 +23,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Some(Command::Driver) => unreachable!("the driver runs before the async runtime starts"),
         Some(Command::Manifest { config, alias, against }) => manifest(config, alias, against.as_deref()).await,
+        Some(Command::Trends { config, aliases, every, duration, out, events_db }) => {
+            crate::trends::command(&config, &aliases, every, duration, &out, events_db.as_deref()).await
+        }
         Some(Command::Compare { base, run, workload }) => compare(&base, &run, workload.as_deref()),
         Some(Command::Report { run }) => report(&run),
         Some(Command::History { file, version }) => history(&file, version.as_deref()),

@@ -1,7 +1,7 @@
 //! `report.html`: a run as one page: run metadata and each target's readiness (run.json), the
 //! suite (suite.json, summary.csv, the executions of tests.csv that did not hold, regressions.csv,
-//! expectations.csv), the workload (latency.csv, workload.json), comparisons (comparison*.csv) and
-//! every chart under charts/.
+//! expectations.csv), the workload (latency.csv, workload.json), resource trends (trends.csv and
+//! charts/trends.svg), comparisons (comparison*.csv) and every other chart under charts/.
 //!
 //! Self-contained on purpose: runs are looked at on machines without network (this one has none),
 //! mailed and archived, so the page fetches nothing. CSS and the small table-sorting script are
@@ -55,6 +55,7 @@ fn render(run: &RunDir) -> String {
         ("suite", "Security suite", suite_section(run)),
         ("workload", "Workload", workload_section(run)),
         ("soak", "Soak and faults", soak_section(run)),
+        ("trends", "Resource trends", trends_section(run)),
         ("comparisons", "Comparisons", comparisons_section(run)),
         ("charts", "Charts", charts_section(run)),
     ];
@@ -782,6 +783,39 @@ fn workload_facts(run: &RunDir) -> Result<Option<String>> {
     Ok(Some(h))
 }
 
+// ---- trends --------------------------------------------------------------------------------
+
+/// trends.csv (leaks first, as written) and charts/trends.svg beside it; nothing without
+/// trends.csv (a run that did not sample).
+fn trends_section(run: &RunDir) -> Option<String> {
+    let class = |c: &Csv, r: &[String]| match c.get(r, "verdict") {
+        "leak" => Some("violated"),
+        "insufficient" => Some("inconclusive"),
+        _ => None,
+    };
+    let part = match Csv::read(&run.trends_csv()) {
+        Ok(None) => return None,
+        Ok(Some(csv)) => {
+            let count = |v: &str| csv.rows.iter().filter(|r| csv.get(r, "verdict") == v).count() as u64;
+            let mut h = String::from("<p>");
+            h.push_str(&badge(if count("leak") > 0 { "violated" } else { "held" }, "leaks", count("leak")));
+            h.push_str(&badge("held", "flat", count("flat")));
+            h.push_str(&badge("inconclusive", "insufficient data", count("insufficient")));
+            h.push_str(
+                "Slopes per hour (least squares and Theil–Sen); a leak is both above the threshold of \
+                 <code>scenarios/trends.toml</code>. Samples: <code>trends-samples.csv</code>.</p>\n",
+            );
+            let rows: Vec<_> = csv.rows.iter().map(|r| (class(&csv, r), r.clone())).collect();
+            h.push_str(&table(&csv.headers, &rows));
+            Ok(Some(h))
+        }
+        Err(e) => Err(e),
+    };
+    let chart = run.trends_svg();
+    let figure = if chart.is_file() { figure(&chart).map(Some) } else { Ok(None) };
+    joined([shown(part), shown(figure)])
+}
+
 // ---- comparisons ---------------------------------------------------------------------------
 
 /// Every comparison*.csv as a table, whatever its columns (confidence intervals and p-values
@@ -830,7 +864,9 @@ fn charts_section(run: &RunDir) -> Option<String> {
     }
     // Keyed (not the suite's, folder, stem): the heatmaps first, then each workload's charts.
     let mut charts: BTreeMap<(bool, String, String), Chart> = BTreeMap::new();
-    for f in files {
+    // The trends chart is shown in its own section.
+    let trends = run.trends_svg();
+    for f in files.into_iter().filter(|f| *f != trends) {
         let folder =
             f.parent().and_then(|p| p.strip_prefix(&dir).ok()).map(|p| p.display().to_string()).unwrap_or_default();
         let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -1148,6 +1184,40 @@ mod tests {
         let gone = dir.path().join("nope");
         let e = write(&RunDir::at(&gone)).expect_err("no folder, no report");
         assert!(format!("{e:#}").contains("nope: no such run folder"));
+    }
+
+    #[test]
+    fn trends_show_leaks_first_with_their_chart_once() {
+        use crate::analyze::trends::{Limit, Limits, Samples};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = RunDir::at(dir.path());
+        assert!(!report_of(dir.path()).contains("id=\"trends\""), "no trends.csv, no section");
+        let mut samples = Samples::new();
+        let climb: Vec<(f64, f64)> = (0..=120).map(|i| (f64::from(i) * 30.0, 10.0 + f64::from(i))).collect();
+        samples.insert(("t-0".into(), "server_fds".into()), climb);
+        samples.insert(("t-0".into(), "sessions".into()), vec![(0.0, 1.0), (30.0, 1.0)]);
+        let limit = Limit {
+            max_per_hour: Some(5.0),
+            max_relative_per_hour: None,
+            min_span_s: 60.0,
+            min_samples: 3,
+            warmup_s: 0.0,
+        };
+        let limits = Limits(crate::trends::SERIES.iter().map(|(n, _)| (n.to_string(), limit.clone())).collect());
+        let rows = crate::analyze::trends::analyze(&samples, &limits);
+        crate::analyze::trends::write_csv(&run.trends_csv(), &rows).expect("trends.csv");
+        crate::report::trends::render(&samples, &rows, &[], &run.trends_svg()).expect("trends.svg");
+        let html = report_of(dir.path());
+        assert!(html.contains("<a href=\"#trends\">Resource trends</a>"));
+        assert!(html.contains("<span class=\"badge b-violated\">1 leaks</span>"), "{html}");
+        assert!(html.contains("<tr class=\"violated\"><td>t-0</td><td>server_fds</td>"), "{html}");
+        assert!(html.contains("<tr class=\"inconclusive\"><td>t-0</td><td>sessions</td>"));
+        assert_eq!(
+            html.matches("<figcaption>trends.svg</figcaption>").count(),
+            1,
+            "in its section, not again under charts"
+        );
+        assert!(html.find("<figcaption>trends.svg").unwrap_or(0) < html.find("id=\"charts\"").unwrap_or(usize::MAX));
     }
 
     #[test]

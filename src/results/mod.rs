@@ -223,6 +223,21 @@ impl RunDir {
         self.charts_dir().join("suite")
     }
 
+    /// `trends-samples.csv`: agentsh's resource series as sampled, one row per value (`trends`).
+    pub fn trends_samples_csv(&self) -> PathBuf {
+        self.path.join("trends-samples.csv")
+    }
+
+    /// `trends.csv`: per target × series, slopes and leak verdict (`analyze::trends`).
+    pub fn trends_csv(&self) -> PathBuf {
+        self.path.join("trends.csv")
+    }
+
+    /// `charts/trends.svg`: the series over time, one panel each (`report::trends`).
+    pub fn trends_svg(&self) -> PathBuf {
+        self.charts_dir().join("trends.svg")
+    }
+
     /// `targets/<target>/`: a target's provisioning logs and evidence (wedges, integrity).
     pub fn target_dir(&self, target: &str) -> PathBuf {
         self.path.join("targets").join(target)
@@ -304,6 +319,9 @@ mod tests {
         assert_eq!(rel(d.hlog("w", "t-0", HlogKind::Service)), "histograms/w/t-0.service.hlog");
         assert_eq!(rel(d.workload_charts_dir("w")), "charts/w");
         assert_eq!(rel(d.suite_charts_dir()), "charts/suite");
+        assert_eq!(rel(d.trends_samples_csv()), "trends-samples.csv");
+        assert_eq!(rel(d.trends_csv()), "trends.csv");
+        assert_eq!(rel(d.trends_svg()), "charts/trends.svg");
         assert_eq!(rel(d.target_dir("t-0")), "targets/t-0");
     }
 
