@@ -140,6 +140,9 @@ pub async fn run(
         verdicts: Mutex::default(),
         fault_rows: Mutex::default(),
     };
+    // agentsh's resources on every target, all along (trends-samples.csv, then trends.csv).
+    let sampling =
+        crate::trends::Sampling::start(&ready, &p.control_dir, &p.events_db, soak.trend_every, &p.dir, shared.t0)?;
     let end = shared.t0 + soak.duration;
     let (over_tx, over) = tokio::sync::watch::channel(false);
     let rounds = async {
@@ -149,15 +152,23 @@ pub async fn run(
     };
     let nemesis = async {
         tokio::select! {
-            () = faults(p, soak, provider, &ready, &shared, run, &board, over) => {}
+            () = faults(p, soak, provider, &ready, &shared, &sampling, run, &board, over) => {}
             () = stop.requested() => {}
         }
     };
     // The nemesis ends with the rounds, but a fault under way finishes first (its target is put
     // back as it would be mid-soak); one planned after the last round ended never fires.
     let ((rounds_result, rounds_done), ()) = tokio::join!(rounds, nemesis);
+    let finished = sampling.finish().await;
     let (code, interrupted) = rounds_result?;
     let fault_rows = shared.fault_rows.lock().map(|f| f.clone()).unwrap_or_default();
+    let trend_code = match finished {
+        Ok(()) => conclude_trends(p, &fault_rows),
+        Err(e) => {
+            eprintln!("warning: trends: {e:#}");
+            exit::INFRA
+        }
+    };
     p.dir.write_json(
         &p.dir.soak_json(),
         &SoakJson {
@@ -171,7 +182,7 @@ pub async fn run(
     )?;
     let suite_code = finish_suite(p, cfg.suite.as_ref(), &fault_rows)?;
     let fault_code = report_faults(&fault_rows, soak.faults.len());
-    Ok((worse(worse(code, suite_code), fault_code), interrupted))
+    Ok((worse(worse(code, suite_code), worse(fault_code, trend_code)), interrupted))
 }
 
 /// The rounds, until the time is up or Ctrl-C. Returns (exit code, interrupted) and the number
@@ -307,6 +318,7 @@ async fn faults(
     provider: &dyn Provider,
     ready: &[Ready],
     shared: &Shared,
+    sampling: &crate::trends::Sampling,
     run: &str,
     board: &Board,
     mut over: tokio::sync::watch::Receiver<bool>,
@@ -333,10 +345,11 @@ async fn faults(
             // A round that started while the fault was on is excused too.
             m.insert(target.target.name.clone(), shared.t0.elapsed().as_secs_f64());
         }
-        if row.recovered == "dropped"
-            && let Ok(mut d) = shared.dropped.lock()
-        {
-            d.insert(target.target.name.clone());
+        if row.recovered == "dropped" {
+            sampling.forget(&target.target.name);
+            if let Ok(mut d) = shared.dropped.lock() {
+                d.insert(target.target.name.clone());
+            }
         }
         line.finish(
             row.fail_closed != FailClosed::Violated,
@@ -380,6 +393,28 @@ fn fault_verdict(ready: &Ready, f: &nemesis::FaultRow) -> Row {
             f.recover_s.map_or(String::new(), |s| format!(" in {s:.1} s"))
         ),
         record: String::new(),
+    }
+}
+
+/// trends.csv, its table and chart, each fault's window shaded (from applying it to the end of
+/// its recovery). A leak is a finding: exit 1.
+fn conclude_trends(p: &Provisioned, faults: &[nemesis::FaultRow]) -> u8 {
+    let windows: Vec<crate::report::trends::Window> = faults
+        .iter()
+        .filter(|f| f.recovery != "not applied")
+        .map(|f| crate::report::trends::Window {
+            start_s: f.at_s,
+            end_s: f.at_s + f.duration_s + f.recover_s.unwrap_or(0.0),
+            label: format!("{} on {}", f.fault, f.target),
+        })
+        .collect();
+    match tokio::task::block_in_place(|| crate::trends::conclude(&p.dir, &windows)) {
+        Ok(rows) if rows.iter().any(|r| r.verdict == crate::analyze::trends::Verdict::Leak) => exit::REGRESSION,
+        Ok(_) => exit::OK,
+        Err(e) => {
+            eprintln!("warning: trends: {e:#}");
+            exit::INFRA
+        }
     }
 }
 

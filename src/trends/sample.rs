@@ -77,8 +77,6 @@ impl Sampling {
     /// fails the run now, not after hours of soak. Needs the tokio runtime; reconnects to each
     /// target's observation channel in `control_dir`; `events_db` is agentsh's event store
     /// (`job::Provisioned::events_db`).
-    // Called by the soak in `job` (wired by the lead); until then only `start_on` has a caller.
-    #[allow(dead_code)]
     pub fn start(
         targets: &[crate::provision::Ready],
         control_dir: &Path,
@@ -122,7 +120,6 @@ impl Sampling {
 
     /// Stops sampling `name` (a target the run destroyed): from now on none of its samples is
     /// written, one in flight included.
-    #[allow(dead_code)]
     pub fn forget(&self, name: &str) {
         if let Ok(mut f) = self.forgotten.lock() {
             f.insert(name.to_string());
