@@ -417,7 +417,7 @@ pub fn print(rows: &[Row]) {
     // Enough digits to compare a slope with its threshold, no more.
     let g = |v: Option<f64>| match v {
         None => "-".to_string(),
-        Some(v) if v.abs() >= 1000.0 => format!("{v:.0}"),
+        Some(v) if v.abs() >= 1000.0 || v == v.round() => format!("{:.0}", v + 0.0),
         Some(v) if v.abs() >= 1.0 => format!("{v:.2}"),
         Some(v) => format!("{v:.4}"),
     };

@@ -58,7 +58,7 @@ pub fn render(samples: &Samples, rows: &[Row], windows: &[Window], path: &Path) 
         let mut chart = ChartBuilder::on(panel)
             .caption(title, ("sans-serif", 18))
             .margin(8)
-            .x_label_area_size(28)
+            .x_label_area_size(40)
             .y_label_area_size(62)
             .build_cartesian_2d(0.0..x_max, y0..y1)
             .map_err(err)?;
@@ -83,12 +83,18 @@ pub fn render(samples: &Samples, rows: &[Row], windows: &[Window], path: &Path) 
         }
         for (t, points) in &by_target {
             let colour = Palette99::pick(targets.iter().position(|x| x == t).unwrap_or(0)).to_rgba();
-            let line = chart
-                .draw_series(LineSeries::new(points.iter().map(|(x, y)| (x / 60.0, *y)), colour.stroke_width(2)))
-                .map_err(err)?;
-            if i == 0 {
-                line.label(t.to_string())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+            for (k, run) in segments(points).into_iter().enumerate() {
+                let at = run.iter().map(|(x, y)| (x / 60.0, *y));
+                // A lone sample between gaps is a dot: a line of one point draws nothing.
+                let line = if run.len() == 1 {
+                    chart.draw_series(at.map(|p| Circle::new(p, 3, colour.filled()))).map_err(err)?
+                } else {
+                    chart.draw_series(LineSeries::new(at, colour.stroke_width(2))).map_err(err)?
+                };
+                if i == 0 && k == 0 {
+                    line.label(t.to_string())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+                }
             }
         }
         if i == 0 {
@@ -104,6 +110,24 @@ pub fn render(samples: &Samples, rows: &[Row], windows: &[Window], path: &Path) 
     }
     area.present().map_err(err)?;
     Ok(())
+}
+
+/// The samples cut where some are missing (more than 2.5 median intervals apart: the target
+/// unreachable, or the server not answering), so that a line does not pretend to know the gap.
+fn segments(points: &[(f64, f64)]) -> Vec<&[(f64, f64)]> {
+    let mut gaps: Vec<f64> = points.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    gaps.sort_by(f64::total_cmp);
+    let Some(&median) = gaps.get(gaps.len() / 2) else { return vec![points] };
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..points.len() {
+        if points[i].0 - points[i - 1].0 > 2.5 * median {
+            out.push(&points[start..i]);
+            start = i;
+        }
+    }
+    out.push(&points[start..]);
+    out
 }
 
 /// A panel's verdict: the targets that leak, else flat or insufficient (with how many).
@@ -178,6 +202,14 @@ mod tests {
         assert_eq!(lines, 2 * 2 + 2, "a line per target and panel, and a legend line per target: {svg}");
         assert_eq!(svg.matches("opacity=\"0.12\" fill=\"#CF222E\"").count(), 2, "the window shaded in both panels");
         assert!(!texts.iter().any(|t| t.starts_with("server_rss_kb")), "no panel without samples");
+    }
+
+    #[test]
+    fn lines_break_where_samples_are_missing() {
+        let pts = [(0.0, 1.0), (30.0, 1.0), (60.0, 1.0), (300.0, 2.0), (330.0, 2.0)];
+        let segs = segments(&pts);
+        assert_eq!(segs, vec![&pts[..3], &pts[3..]]);
+        assert_eq!(segments(&pts[..1]), vec![&pts[..1]]);
     }
 
     #[test]
