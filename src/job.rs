@@ -350,7 +350,19 @@ async fn versus_job(cfg: &RunConfig, versus: &Spec, provider: &dyn Provider, sto
     let ((_, sa, a_result), (_, sb, b_result)) = (a, b);
     let code = |r: Result<Option<Stages>>| r.map(|s| s.map_or(exit::INTERRUPTED, |s| s.code));
     let (a_code, b_code) = (code(a_result)?, code(b_result)?);
-    let workload = cfg.workload.as_ref().map(|p| p.name.as_str());
+    // A soak's workload ran in rounds (`NAME-rN`) that the two sides began at their own times:
+    // round 1 of each, begun together after each side's first suite iteration, is compared.
+    let workload = cfg.workload.as_ref().map(|p| match cfg.soak {
+        Some(_) => format!("{}-r1", p.name),
+        None => p.name.clone(),
+    });
+    let asked = workload.as_deref();
+    let workload = asked.filter(|w| [&sa, &sb].iter().all(|s| RunDir::at(&s.dir).workload_histograms_dir(w).is_dir()));
+    if let (Some(w), None) = (asked, workload) {
+        eprintln!(
+            "comparison: no latency or decisions section: a side has no histograms/{w}/ (its workload never ran)"
+        );
+    }
     let crate::analyze::versions::Comparison { items, latency, .. } =
         crate::analyze::versions::compare(&sa, &sb, workload)?;
     let csv = top.comparison_csv("versions");

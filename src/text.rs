@@ -43,6 +43,34 @@ pub fn which(program: &str, extra: &[&str]) -> Option<PathBuf> {
     std::env::split_paths(&path).chain(extra.iter().map(PathBuf::from)).map(|d| d.join(program)).find(|p| p.is_file())
 }
 
+/// Text for XML or HTML element content and double-quoted attribute values (JUnit XML, the
+/// report's page): the five markup characters as entities, newlines and tabs as character
+/// references (an attribute would otherwise turn them into spaces), and the control characters
+/// XML 1.0 forbids even as references as `\u{..}` text.
+pub fn escape_markup(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Kept as characters (an attribute would otherwise turn them into spaces).
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            // Not allowed in XML 1.0, not even as a character reference.
+            c if (c as u32) < 0x20 || matches!(c as u32, 0xFFFE | 0xFFFF) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,14 +19,6 @@ sandbox:\n  ptrace:\n    enabled: true\n  seccomp:\n    execve:\n      enabled: 
 /// The default workload's ops that must be denied: with layers off they may get through.
 const DENIED: &[&str] = &["shim-deny", "api-deny", "ptrace-deny", "seccomp-deny", "proxy-deny"];
 
-fn rows(csv_path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(csv_path).unwrap();
-    let h = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| h.iter().zip(rec.unwrap().iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect())
-        .collect()
-}
-
 #[test]
 fn modes_run_in_turn_a_refused_one_is_skipped_with_agentshs_error() {
     let _g = serial();

@@ -9,14 +9,6 @@ use std::path::Path;
 
 use common::*;
 
-fn rows(csv_path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(csv_path).unwrap_or_else(|e| panic!("{}: {e}", csv_path.display()));
-    let h = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| h.iter().zip(rec.unwrap().iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect())
-        .collect()
-}
-
 #[test]
 fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() {
     let _g = serial();

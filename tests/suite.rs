@@ -8,14 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-fn csv_rows(path: &std::path::Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let h = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| h.iter().zip(rec.unwrap().iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect())
-        .collect()
-}
-
 #[test]
 fn an_unprotected_target_is_violated_and_never_held() {
     let _g = serial();
@@ -24,7 +16,7 @@ fn an_unprotected_target_is_violated_and_never_held() {
     assert_eq!(code(&o), 1, "violations must fail the run:\n{}\n{}", text(&o.stdout), text(&o.stderr));
     assert!(text(&o.stdout).contains("VIOLATED or FLAKY"), "violated tests are listed first");
 
-    let rows = csv_rows(&out.path().join("tests.csv"));
+    let rows = rows(&out.path().join("tests.csv"));
     assert_eq!(rows.len(), 181, "90 tests × 2 iterations and the integrity check");
     for r in &rows {
         if r["expected"] == "enforced" {
@@ -80,7 +72,7 @@ fn an_unprotected_target_is_violated_and_never_held() {
     assert_eq!((integrity["verdict"].as_str(), integrity["iteration"].as_str()), ("held", "2"), "{integrity:?}");
     assert!(integrity["evidence"].ends_with(" paths unchanged"), "{integrity:?}");
 
-    let summary = csv_rows(&out.path().join("summary.csv"));
+    let summary = rows(&out.path().join("summary.csv"));
     assert_eq!(summary.len(), 91);
     let s14 = summary.iter().find(|r| r["test_id"] == "14").unwrap();
     assert_eq!((s14["violated"].as_str(), s14["held"].as_str(), s14["flaky"].as_str()), ("2", "0", "false"));
@@ -130,7 +122,7 @@ fn held_before_violated_now_is_a_regression() {
         stdout.starts_with("REGRESSIONS against the baseline (held there) (1):"),
         "regressions come first:\n{stdout}"
     );
-    let regs = csv_rows(&out.path().join("regressions.csv"));
+    let regs = rows(&out.path().join("regressions.csv"));
     assert_eq!(regs.len(), 1);
     assert_eq!(
         (regs[0]["test_id"].as_str(), regs[0]["before"].as_str(), regs[0]["now"].as_str(), regs[0]["change"].as_str()),
@@ -253,7 +245,7 @@ fn weakened_policies_turn_exactly_their_guarded_tests_violated() {
         let stdout = text(&o.stdout);
         assert_eq!(code(&o), 1, "{what}, the run must fail:\n{stdout}\n{}", text(&o.stderr));
         assert!(stdout.contains("1/1 target(s) ready"), "readiness must not stop a weakened run:\n{stdout}");
-        let rows = csv_rows(&out.path().join("tests.csv"));
+        let rows = rows(&out.path().join("tests.csv"));
         let violated: std::collections::BTreeSet<String> =
             rows.iter().filter(|r| r["verdict"] == "violated").map(|r| r["test_id"].clone()).collect();
         for id in &must {
@@ -367,7 +359,7 @@ fn a_target_lost_mid_suite_has_rows_that_say_so_and_the_other_is_complete() {
     let victim = loop {
         assert!(std::time::Instant::now() < deadline, "the suite never started");
         if csv.exists() {
-            let rows = csv_rows(&csv);
+            let rows = rows(&csv);
             if let Some(r) = rows.iter().find(|r| r["target"].ends_with("-1"))
                 && rows.iter().filter(|x| x["target"] == r["target"]).count() >= 10
             {
@@ -381,7 +373,7 @@ fn a_target_lost_mid_suite_has_rows_that_say_so_and_the_other_is_complete() {
     let o = child.wait_with_output().unwrap();
     let stdout = text(&o.stdout);
     assert!(matches!(code(&o), 1 | 2), "{stdout}\n{}", text(&o.stderr));
-    let rows = csv_rows(&csv);
+    let rows = rows(&csv);
     let survivor: Vec<_> = rows.iter().filter(|r| r["target"] != victim).collect();
     assert_eq!(survivor.len(), 90 * 3 + 1, "the other target's rows are complete");
     let lost: Vec<_> = rows.iter().filter(|r| r["target"] == victim).collect();

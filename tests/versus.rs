@@ -9,14 +9,6 @@ use std::path::Path;
 
 use common::*;
 
-fn rows(csv_path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(csv_path).unwrap_or_else(|e| panic!("{}: {e}", csv_path.display()));
-    let h = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| h.iter().zip(rec.unwrap().iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect())
-        .collect()
-}
-
 /// The default workload's op names, from the file the run used.
 fn default_ops() -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/workloads/default.toml");

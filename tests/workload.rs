@@ -33,14 +33,6 @@ fn run_inline_workload(name: &str, body: &str) -> (tempfile::TempDir, std::proce
     (dir, o)
 }
 
-fn rows(csv_path: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(csv_path).unwrap();
-    let h = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| h.iter().zip(rec.unwrap().iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect())
-        .collect()
-}
-
 fn python() -> PathBuf {
     let cache = std::env::var_os("AGENTSH_BENCH_CACHE")
         .map(PathBuf::from)

@@ -223,18 +223,7 @@ fn summary(run: &RunDir) -> Result<Option<(Vec<SummaryRow>, &'static str)>> {
 
 /// HTML-escapes text for element content and quoted attribute values.
 fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::text::escape_markup(s)
 }
 
 /// A part of a section: its HTML, nothing when its file is absent, and a file that cannot be
@@ -1269,7 +1258,7 @@ mod tests {
     fn esc_escapes_markup() {
         assert_eq!(
             esc("<script>a & 'b' \"c\"</script>"),
-            "&lt;script&gt;a &amp; &#39;b&#39; &quot;c&quot;&lt;/script&gt;"
+            "&lt;script&gt;a &amp; &apos;b&apos; &quot;c&quot;&lt;/script&gt;"
         );
     }
 

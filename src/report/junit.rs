@@ -27,26 +27,7 @@ const MAX_QUOTED: usize = 5;
 
 /// Text for element content and double-quoted attribute values.
 pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Kept as characters (an attribute would otherwise turn them into spaces).
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
-            // Not allowed in XML 1.0, not even as a character reference.
-            c if (c as u32) < 0x20 || matches!(c as u32, 0xFFFE | 0xFFFF) => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    crate::text::escape_markup(s)
 }
 
 /// How one testcase ended.

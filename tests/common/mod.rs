@@ -18,6 +18,15 @@ pub fn bench(args: &[&str]) -> Output {
     Command::new(BIN).args(args).stdin(Stdio::null()).output().expect("running agentsh-bench")
 }
 
+/// A CSV file's rows as column → value maps (the header names the columns).
+pub fn rows(csv_path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(csv_path).unwrap_or_else(|e| panic!("{}: {e}", csv_path.display()));
+    let h = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| h.iter().zip(rec.unwrap().iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        .collect()
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
