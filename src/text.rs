@@ -44,10 +44,20 @@ pub fn which(program: &str, extra: &[&str]) -> Option<PathBuf> {
 }
 
 /// Text for XML or HTML element content and double-quoted attribute values (JUnit XML, the
-/// report's page): the five markup characters as entities, newlines and tabs as character
-/// references (an attribute would otherwise turn them into spaces), and the control characters
-/// XML 1.0 forbids even as references as `\u{..}` text.
+/// report's page): the five markup characters as entities, line breaks and tabs as character
+/// references (a parser turns a literal one into a space in an attribute, and a literal CR into
+/// a line feed anywhere), and the control characters XML 1.0 forbids even as references as
+/// `\u{..}` text.
 pub fn escape_markup(s: &str) -> String {
+    escaped(s, true)
+}
+
+/// [`escape_markup`] for element content only: line feeds stay as they are (readable in the file).
+pub fn escape_markup_text(s: &str) -> String {
+    escaped(s, false)
+}
+
+fn escaped(s: &str, attribute: bool) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -57,11 +67,10 @@ pub fn escape_markup(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            // Kept as characters (an attribute would otherwise turn them into spaces).
+            '\n' if !attribute => out.push('\n'),
             '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
             '\t' => out.push_str("&#9;"),
-            // Not allowed in XML 1.0, not even as a character reference.
             c if (c as u32) < 0x20 || matches!(c as u32, 0xFFFE | 0xFFFF) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::Command;
 
 use common::*;
@@ -16,7 +15,7 @@ fn an_unprotected_target_is_violated_and_never_held() {
     assert_eq!(code(&o), 1, "violations must fail the run:\n{}\n{}", text(&o.stdout), text(&o.stderr));
     assert!(text(&o.stdout).contains("VIOLATED or FLAKY"), "violated tests are listed first");
 
-    let rows = rows(&out.path().join("tests.csv"));
+    let rows = common::rows(&out.path().join("tests.csv"));
     assert_eq!(rows.len(), 181, "90 tests × 2 iterations and the integrity check");
     for r in &rows {
         if r["expected"] == "enforced" {
@@ -72,7 +71,7 @@ fn an_unprotected_target_is_violated_and_never_held() {
     assert_eq!((integrity["verdict"].as_str(), integrity["iteration"].as_str()), ("held", "2"), "{integrity:?}");
     assert!(integrity["evidence"].ends_with(" paths unchanged"), "{integrity:?}");
 
-    let summary = rows(&out.path().join("summary.csv"));
+    let summary = common::rows(&out.path().join("summary.csv"));
     assert_eq!(summary.len(), 91);
     let s14 = summary.iter().find(|r| r["test_id"] == "14").unwrap();
     assert_eq!((s14["violated"].as_str(), s14["held"].as_str(), s14["flaky"].as_str()), ("2", "0", "false"));
@@ -122,7 +121,7 @@ fn held_before_violated_now_is_a_regression() {
         stdout.starts_with("REGRESSIONS against the baseline (held there) (1):"),
         "regressions come first:\n{stdout}"
     );
-    let regs = rows(&out.path().join("regressions.csv"));
+    let regs = common::rows(&out.path().join("regressions.csv"));
     assert_eq!(regs.len(), 1);
     assert_eq!(
         (regs[0]["test_id"].as_str(), regs[0]["before"].as_str(), regs[0]["now"].as_str(), regs[0]["change"].as_str()),
@@ -245,7 +244,7 @@ fn weakened_policies_turn_exactly_their_guarded_tests_violated() {
         let stdout = text(&o.stdout);
         assert_eq!(code(&o), 1, "{what}, the run must fail:\n{stdout}\n{}", text(&o.stderr));
         assert!(stdout.contains("1/1 target(s) ready"), "readiness must not stop a weakened run:\n{stdout}");
-        let rows = rows(&out.path().join("tests.csv"));
+        let rows = common::rows(&out.path().join("tests.csv"));
         let violated: std::collections::BTreeSet<String> =
             rows.iter().filter(|r| r["verdict"] == "violated").map(|r| r["test_id"].clone()).collect();
         for id in &must {
@@ -359,7 +358,7 @@ fn a_target_lost_mid_suite_has_rows_that_say_so_and_the_other_is_complete() {
     let victim = loop {
         assert!(std::time::Instant::now() < deadline, "the suite never started");
         if csv.exists() {
-            let rows = rows(&csv);
+            let rows = common::rows(&csv);
             if let Some(r) = rows.iter().find(|r| r["target"].ends_with("-1"))
                 && rows.iter().filter(|x| x["target"] == r["target"]).count() >= 10
             {
@@ -373,7 +372,7 @@ fn a_target_lost_mid_suite_has_rows_that_say_so_and_the_other_is_complete() {
     let o = child.wait_with_output().unwrap();
     let stdout = text(&o.stdout);
     assert!(matches!(code(&o), 1 | 2), "{stdout}\n{}", text(&o.stderr));
-    let rows = rows(&csv);
+    let rows = common::rows(&csv);
     let survivor: Vec<_> = rows.iter().filter(|r| r["target"] != victim).collect();
     assert_eq!(survivor.len(), 90 * 3 + 1, "the other target's rows are complete");
     let lost: Vec<_> = rows.iter().filter(|r| r["target"] == victim).collect();

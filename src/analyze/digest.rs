@@ -289,8 +289,11 @@ impl Digest {
                 .collect();
         }
         let mut out: BTreeMap<String, (Option<f64>, Option<f64>)> = BTreeMap::new();
-        // Rows of the installed config only: another --mode measures something else.
-        for r in self.latency.iter().filter(|r| matches!(r.mode.as_str(), "full" | "none" | "")) {
+        // Rows of the installed config only (another --mode measures something else), unless the
+        // file has none of those (written before modes had these names).
+        let installed = |r: &&LatencyRow| matches!(r.mode.as_str(), "full" | "none" | "");
+        let any_installed = self.latency.iter().any(|r| installed(&r));
+        for r in self.latency.iter().filter(|r| !any_installed || installed(r)) {
             let slot = out.entry(r.op.clone()).or_default();
             let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
                 (Some(a), Some(b)) => Some(a.max(b)),

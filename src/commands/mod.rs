@@ -157,12 +157,16 @@ fn compare(base: &Path, run: &Path, workload: Option<&str>) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// `report RUN`: a folder that is not there is bad usage, not a failed run.
+/// `report RUN`: a folder that is not there is bad usage, not a failed run. summary.md is
+/// rewritten too (quietly: the path printed is the page's).
 fn report(run: &Path) -> Result<u8> {
     if !run.is_dir() {
         return Err(exit::usage(format!("{}: no such run folder", run.display())));
     }
     println!("{}", crate::report::html::write(&RunDir::at(run))?.display());
+    if let Err(e) = crate::report::markdown::write(&RunDir::at(run)) {
+        eprintln!("warning: summary.md: {e:#}");
+    }
     Ok(exit::OK)
 }
 

@@ -25,9 +25,29 @@ use crate::schema::{Expected, OpKind};
 /// message says how many there were.
 const MAX_QUOTED: usize = 5;
 
-/// Text for element content and double-quoted attribute values.
+/// A double-quoted attribute value.
 pub fn esc(s: &str) -> String {
     crate::text::escape_markup(s)
+}
+
+/// Element content: line breaks stay as they are (readable in the file), the rest as [`esc`].
+fn esc_text(s: &str) -> String {
+    crate::text::escape_markup_text(s)
+}
+
+/// A category as a classname part: CI views split classnames at dots into packages, and the
+/// suite's categories are titles ("Server & Configuration" → `server-configuration`).
+fn slug(category: &str) -> String {
+    let mut out = String::new();
+    for c in category.chars() {
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-').to_string();
+    if out.is_empty() { "suite".into() } else { out }
 }
 
 /// How one testcase ended.
@@ -61,7 +81,7 @@ impl Case {
                     out,
                     ">\n      <failure type=\"{kind}\" message=\"{}\">{}</failure>\n    </testcase>",
                     esc(message),
-                    esc(body)
+                    esc_text(body)
                 );
             }
             Outcome::Error { message, body } => {
@@ -69,7 +89,7 @@ impl Case {
                     out,
                     ">\n      <error type=\"inconclusive\" message=\"{}\">{}</error>\n    </testcase>",
                     esc(message),
-                    esc(body)
+                    esc_text(body)
                 );
             }
             Outcome::Skipped { message } => {
@@ -131,7 +151,12 @@ fn test_case(r: &SummaryRow, execs: &[&Execution]) -> Case {
     } else {
         Outcome::Passed
     };
-    Case { classname: format!("agentsh-bench.{category}"), name: format!("{} {}", r.test_id, r.test), seconds, outcome }
+    Case {
+        classname: format!("agentsh-bench.{}", slug(category)),
+        name: format!("{} {}", r.test_id, r.test),
+        seconds,
+        outcome,
+    }
 }
 
 /// A workload op on one target: failing when agentsh decided it wrongly. In a `--mode` other
@@ -343,12 +368,19 @@ mod tests {
     #[test]
     fn control_characters_and_markup_cannot_break_the_document() {
         let nasty = "a\u{1b}[31mred\u{0} </failure><x a='1'> & \"q\"\nnext\tline";
-        let xml = format!("<r a=\"{}\">{}</r>", esc(nasty), esc(nasty));
+        let xml = format!("<r a=\"{}\">{}</r>", esc(nasty), esc_text(nasty));
         let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}: {xml}"));
         let r = doc.root_element();
         let expected = "a\\u{1b}[31mred\\u{0} </failure><x a='1'> & \"q\"\nnext\tline";
         assert_eq!(r.attribute("a"), Some(expected));
         assert_eq!(r.text(), Some(expected));
+    }
+
+    #[test]
+    fn categories_become_classname_parts() {
+        assert_eq!(slug("Server & Configuration"), "server-configuration");
+        assert_eq!(slug("shim"), "shim");
+        assert_eq!(slug(" -- "), "suite");
     }
 
     #[test]

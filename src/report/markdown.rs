@@ -333,6 +333,10 @@ pub fn render(dir: &Path) -> Result<String> {
         }
         let name = csv_file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let _ = writeln!(out, "## `{}`\n", md(&name));
+        if rows.is_empty() {
+            out.push_str("Nothing to compare (no suite or workload on both sides).\n\n");
+            continue;
+        }
         let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
         table(&mut out, &headers, &rows);
     }
