@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -12,6 +13,7 @@ use crate::agentsh::Spec;
 use crate::analyze::regressions::State;
 use crate::cli::{TargetArgs, WorkloadArgs};
 use crate::exit;
+use crate::nemesis::Planned;
 use crate::provider::{Engine, Provider, ProviderKind, ProviderOpts};
 use crate::provision::modes::Mode;
 use crate::schema::Plan;
@@ -131,6 +133,18 @@ impl SuiteConfig {
     }
 }
 
+/// `--soak` and what goes with it, checked.
+#[derive(Debug, Clone)]
+pub struct SoakConfig {
+    pub duration: Duration,
+    /// `--faults`, scheduled over the soak.
+    pub faults: Vec<Planned>,
+    /// How long each fault stays on before recovery (`--fault-hold`).
+    pub hold: Duration,
+    /// How often agentsh's resources are sampled on every target (`--trend-interval`).
+    pub trend_every: Duration,
+}
+
 /// Everything the main job needs, checked.
 pub struct RunConfig {
     pub targets: TargetConfig,
@@ -141,7 +155,7 @@ pub struct RunConfig {
     /// The agentsh configs the workload runs under, in order (`--mode`; `[Full]` by default).
     pub modes: Vec<Mode>,
     /// `--soak`: the suite and the workload repeated until the time is up, with faults.
-    pub soak: Option<crate::soak::SoakConfig>,
+    pub soak: Option<SoakConfig>,
     pub out: Option<PathBuf>,
     pub keep: bool,
     /// `--junit FILE`: the verdicts as JUnit XML, written when the run ends.
@@ -199,7 +213,7 @@ impl RunConfig {
 
 /// `--soak` and its faults, checked: a soak needs a length, faults need a soak, and a soak runs
 /// the installed config (a `--mode` switch mid-soak would change what the trends measure).
-fn soak(w: &WorkloadArgs) -> Result<Option<crate::soak::SoakConfig>> {
+fn soak(w: &WorkloadArgs) -> Result<Option<SoakConfig>> {
     let Some(duration) = w.soak else {
         for (flag, given) in [("--faults", w.faults.is_some()), ("--fault-every", w.fault_every.is_some())] {
             if given {
@@ -221,7 +235,7 @@ fn soak(w: &WorkloadArgs) -> Result<Option<crate::soak::SoakConfig>> {
         Some(list) => crate::nemesis::schedule(list, w.fault_every, duration)?,
         None => Vec::new(),
     };
-    Ok(Some(crate::soak::SoakConfig { duration, faults, hold: w.fault_hold, trend_every: w.trend_interval }))
+    Ok(Some(SoakConfig { duration, faults, hold: w.fault_hold, trend_every: w.trend_interval }))
 }
 
 /// `--mode`, checked: its overlays must parse, and it needs agentsh and a workload to apply to.

@@ -50,7 +50,7 @@ pub async fn wedged(shim: &Conn, observe: &Conn) -> String {
 /// `None` when the server answers; otherwise why it is considered wedged. A shimmed command that
 /// fails fast is not a wedge (that is a test's business); one that hangs is.
 pub async fn check(shim: &Conn, observe: &Conn) -> Option<String> {
-    if crate::nemesis::under_fault(observe.name()) {
+    if crate::fault::under_fault(observe.name()) {
         return None;
     }
     if let Some(why) = health(observe, Duration::from_secs(10)).await {
@@ -68,7 +68,7 @@ pub async fn check(shim: &Conn, observe: &Conn) -> Option<String> {
 /// the target is gone, not wedged, and that is for the caller's own stream to report.
 pub async fn health(observe: &Conn, limit: Duration) -> Option<String> {
     // A server the nemesis holds down is its fault, not a wedge (see `nemesis::under_fault`).
-    if crate::nemesis::under_fault(observe.name()) {
+    if crate::fault::under_fault(observe.name()) {
         return None;
     }
     let health = format!("curl -sf --max-time 5 {}", crate::target::HEALTH);

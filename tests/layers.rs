@@ -21,6 +21,8 @@ const FLOORS: &[&str] = &[
     "schema",
     "control",
     "target",
+    // what a fault is and which targets one is on (the results and the watchdogs name them)
+    "fault",
     // the system under test, where targets come from, the on-target driver
     "agentsh",
     "provider",
@@ -33,9 +35,13 @@ const FLOORS: &[&str] = &[
     // what runs on a hardened target
     "suite",
     "workload",
+    // faults injected into running targets, judged fail-closed
+    "nemesis",
     // reading and presenting results
     "analyze",
     "report",
+    // agentsh's resources sampled on the targets over a soak
+    "trends",
     // the command line, turned into a configuration, run as a job
     "cli",
     "config",

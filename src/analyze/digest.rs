@@ -492,7 +492,7 @@ pub mod tests {
                 rows.push(t);
             }
         }
-        crate::report::latency::write_latency_csv(&d.latency_csv(), &rows).unwrap();
+        crate::report::latency::write_latency_csv(&d.latency_csv(), &rows, false).unwrap();
         // The same figures as hlogs, one interval per op: merged, t-0's 1..100 ms and t-1's
         // 3..300 ms.
         for (target, scale) in [("t-0", 1u64), ("t-1", 3)] {

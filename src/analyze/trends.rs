@@ -43,6 +43,18 @@ pub const COLUMNS: [&str; 13] = [
 /// slope of an even thinning is the same trend.
 const THEIL_SEN_MAX: usize = 1000;
 
+/// Every series judged, with its unit, in the order of the table and the chart's panels.
+pub const SERIES: &[(&str, &str)] = &[
+    ("server_rss_kb", "kB"),
+    ("server_fds", "fds"),
+    ("server_threads", "threads"),
+    ("sessions", "sessions"),
+    ("fuse_mounts", "mounts"),
+    ("leftover_procs", "processes"),
+    ("event_store_bytes", "bytes"),
+    ("log_bytes", "bytes"),
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verdict {
     Leak,
@@ -127,7 +139,7 @@ struct SeriesToml {
 
 /// Loads the limits; refused with file and line (exit 3): a TOML error, an unknown or repeated
 /// series, one without any threshold, a negative or non-finite threshold, a bad duration, fewer
-/// than 3 samples as the minimum, a series of [`crate::trends::SERIES`] left out.
+/// than 3 samples as the minimum, a series of [`SERIES`] left out.
 pub fn load(path: &Path) -> Result<Limits> {
     let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
     parse(&text, path)
@@ -157,8 +169,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Limits> {
     for spanned in f.series {
         let where_ = format!("{}: series {:?}", at(spanned.span().start), spanned.get_ref().name);
         let s = spanned.into_inner();
-        if !crate::trends::SERIES.iter().any(|(n, _)| *n == s.name) {
-            let known: Vec<&str> = crate::trends::SERIES.iter().map(|(n, _)| *n).collect();
+        if !SERIES.iter().any(|(n, _)| *n == s.name) {
+            let known: Vec<&str> = SERIES.iter().map(|(n, _)| *n).collect();
             return Err(usage(format!("{where_}: no such series (known: {})", known.join(", "))));
         }
         if s.max_per_hour.is_none() && s.max_relative_per_hour.is_none() {
@@ -186,7 +198,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Limits> {
             return Err(usage(format!("{where_}: listed twice")));
         }
     }
-    if let Some((missing, _)) = crate::trends::SERIES.iter().find(|(n, _)| !out.contains_key(*n)) {
+    if let Some((missing, _)) = SERIES.iter().find(|(n, _)| !out.contains_key(*n)) {
         return Err(usage(format!(
             "{}: series {missing:?} has no [[series]] entry: it could not be judged",
             path.display()
@@ -255,13 +267,13 @@ pub struct Row {
     pub verdict: Verdict,
 }
 
-/// Every (target, series) with limits, in [`crate::trends::SERIES`] order per target; series
+/// Every (target, series) with limits, in [`SERIES`] order per target; series
 /// without limits (`server_up`) are not judged.
 pub fn analyze(samples: &Samples, limits: &Limits) -> Vec<Row> {
     let mut rows = Vec::new();
     let targets: std::collections::BTreeSet<&str> = samples.keys().map(|(t, _)| t.as_str()).collect();
     for target in targets {
-        for (series, unit) in crate::trends::SERIES {
+        for (series, unit) in SERIES {
             let (Some(points), Some(limit)) =
                 (samples.get(&(target.to_string(), series.to_string())), limits.0.get(*series))
             else {
@@ -555,7 +567,7 @@ warmup = \"5m\"
 
     fn full(extra: &str) -> String {
         let mut s = GOOD.to_string();
-        for (name, _) in crate::trends::SERIES {
+        for (name, _) in SERIES {
             s.push_str(&format!("\n[[series]]\nname = \"{name}\"\nmax_per_hour = 10\n"));
         }
         s.push_str(extra);
@@ -571,7 +583,7 @@ warmup = \"5m\"
     #[test]
     fn the_shipped_thresholds_load_and_cover_every_series() {
         let l = load(&default_path()).expect("scenarios/trends.toml");
-        for (name, _) in crate::trends::SERIES {
+        for (name, _) in SERIES {
             let limit = &l.0[*name];
             assert!(limit.min_samples >= 3 && limit.min_span_s >= 60.0, "{name}: {limit:?}");
         }
@@ -655,7 +667,7 @@ warmup = \"5m\"
         samples.insert(("t-1".into(), "sessions".into()), series(1, |_| 2.0));
         samples.insert(("t-1".into(), "server_up".into()), series(60, |_| 1.0));
         let mut l = BTreeMap::new();
-        for (name, _) in crate::trends::SERIES {
+        for (name, _) in SERIES {
             l.insert(name.to_string(), limit(10.0));
         }
         let rows = analyze(&samples, &Limits(l));

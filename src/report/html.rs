@@ -1032,7 +1032,7 @@ mod tests {
         echo.counts.count = 100;
         echo.counts.wrong = 3;
         echo.measured_ms = 1000;
-        crate::report::latency::write_latency_csv(&run.latency_csv(), &[echo]).expect("latency.csv");
+        crate::report::latency::write_latency_csv(&run.latency_csv(), &[echo], false).expect("latency.csv");
         let finished = crate::schema::Finished {
             completed: 100,
             measured_ms: 1000,

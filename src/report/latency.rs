@@ -17,7 +17,7 @@ impl Exporter for LatencyCsv {
 
     fn export(&self, results: &Results<'_>, dir: &RunDir) -> Result<()> {
         match results {
-            Results::Workload { totals, .. } => write_latency_csv(&dir.latency_csv(), totals),
+            Results::Workload { totals, append, .. } => write_latency_csv(&dir.latency_csv(), totals, *append),
             Results::Suite { .. } => Ok(()),
         }
     }
@@ -28,8 +28,17 @@ fn ms(us: u64) -> String {
 }
 
 /// `latency.csv`: one row per target × op; latencies in milliseconds.
-pub fn write_latency_csv(path: &Path, rows: &[OpTotals]) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+pub fn write_latency_csv(path: &Path, rows: &[OpTotals], append: bool) -> Result<()> {
+    // A soak appends each round's rows (it keeps none of them, histograms and all, in memory).
+    let append = append && path.is_file();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(file);
     let mut header: Vec<String> =
         ["target", "agentsh_version", "mode", "op", "count", "errors", "wrong_decisions", "ops_per_s"]
             .map(String::from)
@@ -42,7 +51,10 @@ pub fn write_latency_csv(path: &Path, rows: &[OpTotals]) -> Result<()> {
     }
     header.push("late_starts".into());
     header.push("error_kinds".into());
-    w.write_record(&header)?;
+    header.push("workload".into());
+    if !append {
+        w.write_record(&header)?;
+    }
     for r in rows {
         let mut rec = vec![
             r.target.clone(),
@@ -62,6 +74,7 @@ pub fn write_latency_csv(path: &Path, rows: &[OpTotals]) -> Result<()> {
         }
         rec.push(r.counts.late.to_string());
         rec.push(r.counts.errors.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";"));
+        rec.push(r.workload.clone());
         w.write_record(&rec)?;
     }
     w.flush().with_context(|| format!("flushing {}", path.display()))?;
@@ -96,6 +109,27 @@ pub fn print_summary(rows: &[OpTotals]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn appended_rounds_share_one_header_and_say_which_round_they_are() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("latency.csv");
+        let round = |w: &str| {
+            let mut t = OpTotals::new("t0", "0.16.9", "full", "shim-allow");
+            t.workload = w.into();
+            t
+        };
+        write_latency_csv(&p, &[round("default-r1")], true).expect("first round");
+        write_latency_csv(&p, &[round("default-r2")], true).expect("second round");
+        let mut r = csv::Reader::from_path(&p).expect("readable");
+        assert_eq!(r.headers().expect("header").iter().next_back(), Some("workload"));
+        let rounds: Vec<String> =
+            r.records().map(|x| x.expect("row").iter().next_back().unwrap_or("").to_string()).collect();
+        assert_eq!(rounds, ["default-r1", "default-r2"]);
+        // Without append the file is rewritten.
+        write_latency_csv(&p, &[round("default")], false).expect("rewritten");
+        assert_eq!(csv::Reader::from_path(&p).expect("readable").records().count(), 1);
+    }
+
     use super::*;
 
     #[test]
@@ -110,7 +144,7 @@ mod tests {
         t.counts.errors.insert("spawn".into(), 2);
         let dir = tempfile::tempdir().unwrap();
         let p = crate::results::RunDir::at(dir.path()).latency_csv();
-        write_latency_csv(&p, &[t]).unwrap();
+        write_latency_csv(&p, &[t], false).unwrap();
         let mut r = csv::Reader::from_path(&p).unwrap();
         let h = r.headers().unwrap().clone();
         let row = r.records().next().unwrap().unwrap();

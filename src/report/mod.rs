@@ -28,7 +28,8 @@ pub enum Results<'a> {
     /// Every row of tests.csv, with their tallies per (test, target).
     Suite { rows: &'a [Row], tallies: &'a verdicts::Tallies },
     /// A workload's totals per target × op, and the targets whose hlogs are charted.
-    Workload { name: &'a str, totals: &'a [OpTotals], targets: &'a [String] },
+    /// With `append`, latency.csv gets these rows added to it (a soak's rounds).
+    Workload { name: &'a str, totals: &'a [OpTotals], targets: &'a [String], append: bool },
 }
 
 /// One output format.
@@ -91,7 +92,8 @@ mod tests {
         let totals = vec![OpTotals::new("t-0", "0.16.9", "default", "true")];
         // No hlog for t-0: its chart is skipped, latency.csv is still written.
         let targets = vec!["t-0".to_string()];
-        export(&Results::Workload { name: "w", totals: &totals, targets: &targets }, &run).expect("exported");
+        export(&Results::Workload { name: "w", totals: &totals, targets: &targets, append: false }, &run)
+            .expect("exported");
         let csv = std::fs::read_to_string(run.latency_csv()).expect("latency.csv");
         assert_eq!(csv.lines().count(), 2, "{csv}");
         assert!(!run.workload_charts_dir("w").exists());

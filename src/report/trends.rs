@@ -22,14 +22,17 @@ pub struct Window {
 const PANEL: (u32, u32) = (600, 280);
 const COLUMNS: usize = 2;
 
-/// Draws every series of [`crate::trends::SERIES`] that has samples into `path` (SVG).
+/// Draws every series of [`crate::analyze::trends::SERIES`] that has samples into `path` (SVG).
 pub fn render(samples: &Samples, rows: &[Row], windows: &[Window], path: &Path) -> Result<()> {
     register_font();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let series: Vec<(&str, &str)> =
-        crate::trends::SERIES.iter().copied().filter(|(s, _)| samples.keys().any(|(_, name)| name == s)).collect();
+    let series: Vec<(&str, &str)> = crate::analyze::trends::SERIES
+        .iter()
+        .copied()
+        .filter(|(s, _)| samples.keys().any(|(_, name)| name == s))
+        .collect();
     if series.is_empty() {
         anyhow::bail!("no samples to draw");
     }
@@ -178,7 +181,7 @@ mod tests {
             samples.insert((t.into(), "sessions".into()), pts[..3].to_vec());
         }
         let mut l = BTreeMap::new();
-        for (name, _) in crate::trends::SERIES {
+        for (name, _) in crate::analyze::trends::SERIES {
             let limit = Limit {
                 max_per_hour: Some(10.0),
                 max_relative_per_hour: None,

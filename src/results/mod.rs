@@ -123,7 +123,7 @@ impl RunDir {
         self.path.join("faults.csv")
     }
 
-    /// `soak.json`: what a soak was asked and did ([`crate::soak::SoakJson`]).
+    /// `soak.json`: what a soak was asked and did ([`crate::job`]).
     pub fn soak_json(&self) -> PathBuf {
         self.path.join("soak.json")
     }

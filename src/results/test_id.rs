@@ -9,7 +9,7 @@
 pub enum TestId {
     Suite(u32),
     Integrity,
-    Fault(crate::nemesis::Fault),
+    Fault(crate::fault::Fault),
 }
 
 impl TestId {
@@ -80,7 +80,7 @@ impl<'de> serde::Deserialize<'de> for TestId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nemesis::Fault;
+    use crate::fault::Fault;
 
     #[test]
     fn every_kind_of_row_reads_back_as_written_and_sorts_tests_integrity_faults() {

@@ -10,6 +10,8 @@ pub struct OpTotals {
     pub agentsh_version: String,
     pub mode: String,
     pub op: String,
+    /// The workload key the row was measured under (`NAME`, `NAME@MODE`, a soak's `NAME-rN`).
+    pub workload: String,
     /// Every measured interval of this op merged ([`IntervalCounts::merge`]).
     pub counts: IntervalCounts,
     pub measured_ms: u64,
@@ -22,6 +24,7 @@ impl OpTotals {
             agentsh_version: agentsh_version.into(),
             mode: mode.into(),
             op: op.into(),
+            workload: String::new(),
             counts: IntervalCounts::default(),
             measured_ms: 0,
         }

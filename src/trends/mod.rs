@@ -59,17 +59,7 @@ use crate::analyze::trends::{Row, Verdict};
 use crate::report::trends::Window;
 use crate::results::RunDir;
 
-/// Every series judged, with its unit, in the order of the table and the chart's panels.
-pub const SERIES: &[(&str, &str)] = &[
-    ("server_rss_kb", "kB"),
-    ("server_fds", "fds"),
-    ("server_threads", "threads"),
-    ("sessions", "sessions"),
-    ("fuse_mounts", "mounts"),
-    ("leftover_procs", "processes"),
-    ("event_store_bytes", "bytes"),
-    ("log_bytes", "bytes"),
-];
+pub use crate::analyze::trends::SERIES;
 
 /// Recorded (was the server there at all?) but not judged: a server that dies is the fault
 /// scenarios' business, not a trend.

@@ -15,27 +15,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 
-use crate::config::{RunConfig, SuiteConfig};
+use super::{Provisioned, Stop, WorkloadSoFar, measure, worse};
+use crate::config::{RunConfig, SoakConfig, SuiteConfig};
 use crate::exit;
-use crate::job::{Provisioned, Stop, WorkloadSoFar, measure, worse};
-use crate::nemesis::{self, FailClosed, Planned};
+use crate::nemesis::{self, FailClosed};
 use crate::progress::Board;
 use crate::provider::Provider;
 use crate::provision::Ready;
 use crate::results::manifest;
 use crate::suite::run::{Row, SuiteRun, TestId};
-
-/// `--soak` and what goes with it, checked.
-#[derive(Debug, Clone)]
-pub struct SoakConfig {
-    pub duration: Duration,
-    /// `--faults`, scheduled over the soak.
-    pub faults: Vec<Planned>,
-    /// How long each fault stays on before recovery (`--fault-hold`).
-    pub hold: Duration,
-    /// How often agentsh's resources are sampled on every target (`--trend-interval`).
-    pub trend_every: Duration,
-}
 
 /// soak.json: what the soak was asked and what it did.
 #[derive(Debug, serde::Serialize)]
@@ -231,6 +219,8 @@ async fn rounds(
                 let excused = |t: &str| shared.excused(t, since);
                 let mode = crate::provision::modes::Mode::Full;
                 let (c, stopped) = measure(p, &live, &round_plan, mode, board, stop, so_far, &excused).await?;
+                // latency.csv has the round: its histograms need not stay in memory.
+                so_far.flush_rows();
                 code = worse(code, c);
                 if stopped {
                     return Ok((code, true));
@@ -443,12 +433,12 @@ fn finish_suite(p: &Provisioned, suite: Option<&SuiteConfig>, faults: &[nemesis:
         crate::report::export(&crate::report::Results::Suite { rows: &rows, tallies: &tallies }, &p.dir)
     })?;
     let broken = match suite.and_then(|s| s.baseline.as_ref()) {
-        Some(before) => crate::job::against_baseline(&p.dir, before, &tallies)?,
+        Some(before) => super::against_baseline(&p.dir, before, &tallies)?,
         None => 0,
     };
     let (bad, unsure) = verdicts::print_summary(&tallies);
     if let Some(s) = suite {
-        crate::job::report_expectations(&s.suite, &rows, &p.dir.path)?;
+        super::report_expectations(&s.suite, &rows, &p.dir.path)?;
     }
     Ok(if bad > 0 || broken > 0 {
         exit::REGRESSION

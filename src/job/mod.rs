@@ -18,6 +18,8 @@ use crate::provision::{self, Failed, Outcome, Setup};
 use crate::results::{RunDir, manifest};
 use crate::schema::Plan;
 
+mod soak;
+
 /// Ctrl-C as a value: every stage waits on it the same way, and tests raise it without a signal.
 #[derive(Clone)]
 pub struct Stop(tokio::sync::watch::Receiver<bool>);
@@ -248,7 +250,7 @@ async fn stages(
         return Ok(None);
     };
     let (suite_code, code, interrupted) = if let Some(soak) = &cfg.soak {
-        let (code, interrupted) = crate::soak::run(&p, cfg, soak, provider, run, stop).await?;
+        let (code, interrupted) = soak::run(&p, cfg, soak, provider, run, stop).await?;
         (exit::OK, code, interrupted)
     } else {
         let (suite_code, suite_interrupted) = match &cfg.suite {
@@ -586,13 +588,23 @@ pub(crate) fn worse(a: u8, b: u8) -> u8 {
 pub(crate) struct WorkloadSoFar<'a> {
     plan: &'a Plan,
     rows: Vec<crate::results::OpTotals>,
+    /// Rows already in latency.csv and dropped from `rows` (a soak's earlier rounds), so that
+    /// `rows` holds one round's histograms, not the whole soak's.
+    written: usize,
     targets: Vec<manifest::WorkloadTarget>,
     modes: Vec<manifest::ModeRun>,
 }
 
 impl<'a> WorkloadSoFar<'a> {
     pub(crate) fn new(plan: &'a Plan) -> WorkloadSoFar<'a> {
-        WorkloadSoFar { plan, rows: Vec::new(), targets: Vec::new(), modes: Vec::new() }
+        WorkloadSoFar { plan, rows: Vec::new(), written: 0, targets: Vec::new(), modes: Vec::new() }
+    }
+
+    /// Forgets the rows latency.csv has (a soak round's), keeping their count: the next round's
+    /// rows are appended to the file.
+    pub(crate) fn flush_rows(&mut self) {
+        self.written += self.rows.len();
+        self.rows.clear();
     }
 
     fn write_json(&self, dir: &RunDir, interrupted: bool) -> Result<()> {
@@ -785,7 +797,10 @@ pub(crate) async fn measure(
     let mut per_target = Vec::new();
     for (r, ready) in results.into_iter().zip(targets) {
         match r {
-            Ok(t) => {
+            Ok(mut t) => {
+                for row in &mut t.totals {
+                    row.workload = plan.name.clone();
+                }
                 per_target.push(manifest::WorkloadTarget {
                     target: t.target,
                     mode: crate::workload::remote::mode_label(ready, mode.as_str()).to_string(),
@@ -807,7 +822,12 @@ pub(crate) async fn measure(
         }
     }
     let names: Vec<String> = targets.iter().map(|r| r.target.name.clone()).collect();
-    let results = crate::report::Results::Workload { name: &plan.name, totals: &so_far.rows, targets: &names };
+    let results = crate::report::Results::Workload {
+        name: &plan.name,
+        totals: &so_far.rows,
+        targets: &names,
+        append: so_far.written > 0,
+    };
     // One chart per target can take seconds: off the async workers.
     tokio::task::block_in_place(|| crate::report::export(&results, &p.dir))?;
     so_far.targets.extend(per_target.iter().cloned());
