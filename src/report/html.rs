@@ -221,9 +221,10 @@ fn summary(run: &RunDir) -> Result<Option<(Vec<SummaryRow>, &'static str)>> {
 
 // ---- HTML pieces ---------------------------------------------------------------------------
 
-/// HTML-escapes text for element content and quoted attribute values.
+/// HTML-escapes text for element content and quoted attribute values (HTML keeps line feeds in
+/// both, so they stay as they are: `<div class="long">` text relies on it).
 fn esc(s: &str) -> String {
-    crate::text::escape_markup(s)
+    crate::text::escape_markup_text(s)
 }
 
 /// A part of a section: its HTML, nothing when its file is absent, and a file that cannot be
