@@ -78,8 +78,12 @@ impl Shared {
     fn progress(&self, soak: &SoakConfig, round: u32) -> String {
         let v = self.verdicts.lock().map(|v| v.clone()).unwrap_or_default();
         let n = |k: &str| v.get(k).copied().unwrap_or(0);
-        let faults = self.fault_rows.lock().map(|f| f.clone()).unwrap_or_default();
-        let open = faults.iter().filter(|f| f.fail_closed == FailClosed::Violated).count();
+        // Counted under the lock: the progress line needs two numbers, not a copy of every row.
+        let (applied, open) = self
+            .fault_rows
+            .lock()
+            .map(|f| (f.len(), f.iter().filter(|f| f.fail_closed == FailClosed::Violated).count()))
+            .unwrap_or_default();
         format!(
             "soak {}/{}: round {round}, {} verdicts ({} violated, {} inconclusive), {} fault(s) applied ({} failed open)",
             mmss(self.t0.elapsed()),
@@ -87,7 +91,7 @@ impl Shared {
             v.values().sum::<u64>(),
             n("violated"),
             n("inconclusive"),
-            faults.len(),
+            applied,
             open
         )
     }
