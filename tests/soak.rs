@@ -45,6 +45,12 @@ fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() 
         // either way, and a violation names the probe that ran ungoverned.
         assert!(matches!(f["fail_closed"].as_str(), "held" | "violated"), "{f:?}");
         assert!(f["probes"].parse::<u32>().unwrap() >= 3, "{f:?}");
+        // Each probe's effect was first seen on the ungoverned channel (the positive control),
+        // so "held" is a check that could have failed.
+        assert!(
+            f["detail"].contains("controls (effect seen ungoverned before the fault): sudo, shadow, evil.test"),
+            "{f:?}"
+        );
         if f["fail_closed"] == "violated" {
             assert!(f["detail"].contains("RAN UNGOVERNED"), "{f:?}");
         }

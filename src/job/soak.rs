@@ -22,6 +22,7 @@ use crate::nemesis::{self, FailClosed};
 use crate::progress::Board;
 use crate::provider::Provider;
 use crate::provision::Ready;
+use crate::report::trends::Window;
 use crate::results::manifest;
 use crate::suite::run::{Row, SuiteRun, TestId};
 
@@ -39,6 +40,8 @@ pub struct SoakJson {
 /// What the rounds and the nemesis share.
 struct Shared {
     t0: Instant,
+    /// `t0` as seconds since the epoch: what puts the rounds' hlogs on the run's clock.
+    t0_epoch_s: f64,
     /// tests.csv, opened once for the whole soak.
     tests: Mutex<crate::report::verdicts::TestsCsv>,
     faults: Mutex<nemesis::FaultsCsv>,
@@ -125,6 +128,7 @@ pub async fn run(
     ));
     let shared = Shared {
         t0: Instant::now(),
+        t0_epoch_s: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
         tests: Mutex::new(crate::report::verdicts::TestsCsv::create(&p.dir.tests_csv())?),
         faults: Mutex::new(nemesis::FaultsCsv::create(&p.dir.faults_csv())?),
         dropped: Mutex::default(),
@@ -154,13 +158,17 @@ pub async fn run(
     let finished = sampling.finish().await;
     let (code, interrupted) = rounds_result?;
     let fault_rows = shared.fault_rows.lock().map(|f| f.clone()).unwrap_or_default();
+    let windows = fault_windows(&fault_rows);
     let trend_code = match finished {
-        Ok(()) => conclude_trends(p, &fault_rows),
+        Ok(()) => conclude_trends(p, &windows),
         Err(e) => {
             eprintln!("warning: trends: {e:#}");
             exit::INFRA
         }
     };
+    if let Some(plan) = &cfg.workload {
+        latency_chart(p, &ready, &plan.name, rounds_done, &windows, shared.t0_epoch_s);
+    }
     p.dir.write_json(
         &p.dir.soak_json(),
         &SoakJson {
@@ -390,18 +398,46 @@ fn fault_verdict(ready: &Ready, f: &nemesis::FaultRow) -> Row {
     }
 }
 
-/// trends.csv, its table and chart, each fault's window shaded (from applying it to the end of
-/// its recovery). A leak is a finding: exit 1.
-fn conclude_trends(p: &Provisioned, faults: &[nemesis::FaultRow]) -> u8 {
-    let windows: Vec<crate::report::trends::Window> = faults
+/// Each applied fault's window (from applying it to the end of its recovery) with its target.
+fn fault_windows(faults: &[nemesis::FaultRow]) -> Vec<(String, Window)> {
+    faults
         .iter()
         .filter(|f| f.recovery != "not applied")
-        .map(|f| crate::report::trends::Window {
-            start_s: f.at_s,
-            end_s: f.at_s + f.duration_s + f.recover_s.unwrap_or(0.0),
-            label: format!("{} on {}", f.fault, f.target),
+        .map(|f| {
+            let window = Window {
+                start_s: f.at_s,
+                end_s: f.at_s + f.duration_s + f.recover_s.unwrap_or(0.0),
+                label: format!("{} on {}", f.fault, f.target),
+            };
+            (f.target.clone(), window)
+        })
+        .collect()
+}
+
+/// `charts/soak-latency.svg`: every round's latency on the soak's clock, each target's faults
+/// shaded in its panel. A chart that fails is a warning: the hlogs have it all.
+fn latency_chart(p: &Provisioned, ready: &[Ready], workload: &str, rounds: u32, windows: &[(String, Window)], t0: f64) {
+    let panels: BTreeMap<String, crate::report::soak::Panel> = ready
+        .iter()
+        .map(|r| {
+            let name = &r.target.name;
+            let hlogs = (1..=rounds)
+                .map(|n| p.dir.hlog(&format!("{workload}-r{n}"), name, crate::results::HlogKind::Response))
+                .filter(|h| h.is_file())
+                .collect();
+            let windows = windows.iter().filter(|(t, _)| t == name).map(|(_, w)| w.clone()).collect();
+            (name.clone(), crate::report::soak::Panel { hlogs, windows })
         })
         .collect();
+    let path = p.dir.soak_latency_svg();
+    if let Err(e) = tokio::task::block_in_place(|| crate::report::soak::render(&panels, t0, &path)) {
+        eprintln!("warning: {}: {e:#}", path.display());
+    }
+}
+
+/// trends.csv, its table and chart, each fault's window shaded. A leak is a finding: exit 1.
+fn conclude_trends(p: &Provisioned, windows: &[(String, Window)]) -> u8 {
+    let windows: Vec<Window> = windows.iter().map(|(_, w)| w.clone()).collect();
     match tokio::task::block_in_place(|| crate::trends::conclude(&p.dir, &windows)) {
         Ok(rows) if rows.iter().any(|r| r.verdict == crate::analyze::trends::Verdict::Leak) => exit::REGRESSION,
         Ok(_) => exit::OK,

@@ -98,11 +98,19 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
         row.detail = "agentsh did not answer for 90 s before the fault: hurting it then would prove nothing".into();
         return Ok(());
     }
+    // The positive controls, while agentsh is healthy and before the fault is marked: they run
+    // on the observation channel, which no fault or watchdog touches.
+    let mut seen = Seen::default();
+    probe::controls(&observe, &mut seen).await;
+    log.push_str(&format!(
+        "positive controls (ungoverned, before the fault): effect seen for [{}]; left out: [{}]\n",
+        seen.controlled.join(", "),
+        seen.uncontrolled.join("; ")
+    ));
     let _guard = FaultGuard::new(name);
     row.at_s = cx.t0.elapsed().as_secs_f64();
     log.push_str(&format!("applied at {:.1} s (after agentsh answered)\n", row.at_s));
     let started = Instant::now();
-    let mut seen = Seen::default();
     let hold_until = |from: Instant| from + cx.hold;
     match fault {
         Fault::KillServer => {
@@ -207,7 +215,9 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
                 stderr: if left.trim().is_empty() { "cut off with its connection".into() } else { String::new() },
                 elapsed: Duration::ZERO,
             });
-            seen.add(&probe::PROBES[0], &left_out);
+            if probe::controlled(&seen, &probe::PROBES[0]) {
+                seen.add(&probe::PROBES[0], &left_out);
+            }
             // And governance after the drop, through the new connection.
             probe::until(&shim, Instant::now(), &mut seen).await;
             // The window was the drop itself; the recovery was timed above.

@@ -51,6 +51,11 @@ pub struct Seen {
     pub unreached: u32,
     /// The first outputs of each kind, for the row's detail.
     pub samples: Vec<String>,
+    /// Positive controls: the probes whose effect showed when run ungoverned before the fault
+    /// ([`controls`]); only these are sent, since only their effect could be seen.
+    pub controlled: Vec<&'static str>,
+    /// Probes left out because their effect did not show ungoverned, with what was seen.
+    pub uncontrolled: Vec<String>,
 }
 
 impl Seen {
@@ -103,8 +108,20 @@ impl Seen {
     }
 
     pub fn summary(&self) -> String {
+        let controls = match (self.controlled.is_empty(), self.uncontrolled.is_empty()) {
+            (true, true) => String::new(),
+            _ => format!(
+                "controls (effect seen ungoverned before the fault): {}{}; ",
+                if self.controlled.is_empty() { "none".to_string() } else { self.controlled.join(", ") },
+                if self.uncontrolled.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (left out: {})", self.uncontrolled.join("; "))
+                }
+            ),
+        };
         format!(
-            "{} probe(s): {} refused, {} failed or hung, {} ran ungoverned{}; {}",
+            "{controls}{} probe(s): {} refused, {} failed or hung, {} ran ungoverned{}; {}",
             self.probes,
             self.refused,
             self.errors,
@@ -115,15 +132,42 @@ impl Seen {
     }
 }
 
-/// Sends the probes in turn through `shim` until `until`, at least one round.
+/// The positive controls, before a fault: each probe once on the observation channel (uid 0,
+/// never governed). A probe whose effect does not show there (no sudo on the target, the
+/// fixture down) could not show it through the shim either, so "held" would be a check that
+/// cannot fail; it is left out of this fault, and a fault with no controlled probe is
+/// inconclusive.
+pub async fn controls(observe: &Conn, seen: &mut Seen) {
+    for probe in PROBES {
+        match observe.run(probe.command, PROBE_LIMIT).await {
+            Ok(o) if (probe.effect)(&format!("{}\n{}", o.stdout, o.stderr)) => seen.controlled.push(probe.name),
+            Ok(o) => seen.uncontrolled.push(format!("{}: {}", probe.name, crate::text::excerpt(&o.describe(), 120))),
+            Err(e) => {
+                seen.uncontrolled.push(format!("{}: {}", probe.name, crate::text::excerpt(&format!("{e:#}"), 120)))
+            }
+        }
+    }
+}
+
+/// Whether `probe` passed its positive control.
+pub fn controlled(seen: &Seen, probe: &Probe) -> bool {
+    seen.controlled.contains(&probe.name)
+}
+
+/// Sends the controlled probes in turn through `shim` until `until`, at least one round; none
+/// when no probe passed its control.
 pub async fn until(shim: &Conn, until: Instant, seen: &mut Seen) {
+    let probes: Vec<&Probe> = PROBES.iter().filter(|p| controlled(seen, p)).collect();
+    if probes.is_empty() {
+        return;
+    }
     let mut i = 0;
     loop {
-        let probe = &PROBES[i % PROBES.len()];
+        let probe = probes[i % probes.len()];
         let result = shim.run(probe.command, PROBE_LIMIT).await;
         seen.add(probe, &result);
         i += 1;
-        if Instant::now() >= until && i >= PROBES.len() {
+        if Instant::now() >= until && i >= probes.len() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -156,6 +200,21 @@ mod tests {
         assert!((PROBES[2].effect)("abench-fixture evil.test\n"));
         // "root" inside a message is not sudo's output.
         assert!(!(PROBES[0].effect)("sudo: root is not allowed here"));
+    }
+
+    #[test]
+    fn the_summary_names_the_controls_and_what_was_left_out() {
+        let mut s = Seen { controlled: vec!["sudo", "shadow"], ..Seen::default() };
+        s.uncontrolled.push("evil.test: exit 7".into());
+        assert!(controlled(&s, &PROBES[0]) && !controlled(&s, &PROBES[2]));
+        s.add(&PROBES[0], &out(1, "", "sudo: command denied by policy"));
+        let text = s.summary();
+        assert!(text.starts_with("controls (effect seen ungoverned before the fault): sudo, shadow (left out: evil.test: exit 7); 1 probe(s)"), "{text}");
+        // No probe controlled, none sent: nothing proven.
+        assert_eq!(
+            Seen { uncontrolled: vec!["sudo: no sudo".into()], ..Seen::default() }.verdict(),
+            FailClosed::Inconclusive
+        );
     }
 
     #[test]

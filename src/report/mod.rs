@@ -15,6 +15,7 @@ pub mod junit;
 pub mod latency;
 pub mod markdown;
 pub mod overhead;
+pub mod soak;
 pub mod trends;
 pub mod verdicts;
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::charts::{err, register_font};
@@ -76,14 +77,7 @@ pub fn render(samples: &Samples, rows: &[Row], windows: &[Window], path: &Path) 
             .label_style(("sans-serif", 13))
             .draw()
             .map_err(err)?;
-        let shade = RGBColor(207, 34, 46).mix(0.12);
-        for w in windows {
-            let (a, b) = (w.start_s / 60.0, w.end_s.max(w.start_s) / 60.0);
-            chart.draw_series(std::iter::once(Rectangle::new([(a, y0), (b, y1)], shade.filled()))).map_err(err)?;
-            chart
-                .draw_series(std::iter::once(Text::new(w.label.clone(), (a, y1), ("sans-serif", 12).into_font())))
-                .map_err(err)?;
-        }
+        shade(&mut chart, windows, y0, y1)?;
         for (t, points) in &by_target {
             let colour = Palette99::pick(targets.iter().position(|x| x == t).unwrap_or(0)).to_rgba();
             for (k, run) in segments(points).into_iter().enumerate() {
@@ -115,9 +109,28 @@ pub fn render(samples: &Samples, rows: &[Row], windows: &[Window], path: &Path) 
     Ok(())
 }
 
+/// Each window shaded across the chart's height (x in minutes), its label at the top: how every
+/// over-time chart of a soak shows when a fault was on.
+pub(super) fn shade<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    windows: &[Window],
+    y0: f64,
+    y1: f64,
+) -> Result<()> {
+    let colour = RGBColor(207, 34, 46).mix(0.12);
+    for w in windows {
+        let (a, b) = (w.start_s / 60.0, w.end_s.max(w.start_s) / 60.0);
+        chart.draw_series(std::iter::once(Rectangle::new([(a, y0), (b, y1)], colour.filled()))).map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(w.label.clone(), (a, y1), ("sans-serif", 12).into_font())))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
 /// The samples cut where some are missing (more than 2.5 median intervals apart: the target
 /// unreachable, or the server not answering), so that a line does not pretend to know the gap.
-fn segments(points: &[(f64, f64)]) -> Vec<&[(f64, f64)]> {
+pub(super) fn segments(points: &[(f64, f64)]) -> Vec<&[(f64, f64)]> {
     let mut gaps: Vec<f64> = points.windows(2).map(|w| w[1].0 - w[0].0).collect();
     gaps.sort_by(f64::total_cmp);
     let Some(&median) = gaps.get(gaps.len() / 2) else { return vec![points] };

@@ -67,10 +67,24 @@ pub struct HlogInterval {
 
 /// Every interval of an hlog, in file order; comments and headers are skipped.
 pub fn read(path: &Path) -> Result<Vec<HlogInterval>> {
+    read_timed(path).map(|(_, intervals)| intervals)
+}
+
+/// The log's StartTime (seconds since the epoch, when it has one) and every interval: what puts
+/// logs written at different times (a soak's rounds) on one clock.
+pub fn read_timed(path: &Path) -> Result<(Option<f64>, Vec<HlogInterval>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
+    let mut start = None;
     for entry in IntervalLogIterator::new(&bytes) {
-        let LogEntry::Interval(i) = entry.map_err(|e| anyhow!("{}: {e:?}", path.display()))? else { continue };
+        let i = match entry.map_err(|e| anyhow!("{}: {e:?}", path.display()))? {
+            LogEntry::StartTime(t) => {
+                start = Some(t.as_secs_f64());
+                continue;
+            }
+            LogEntry::Interval(i) => i,
+            _ => continue,
+        };
         out.push(HlogInterval {
             tag: i.tag().map(|t| t.as_str().to_string()),
             start_s: i.start_timestamp().as_secs_f64(),
@@ -78,7 +92,7 @@ pub fn read(path: &Path) -> Result<Vec<HlogInterval>> {
                 .with_context(|| format!("{}: an interval's histogram", path.display()))?,
         });
     }
-    Ok(out)
+    Ok((start, out))
 }
 
 #[cfg(test)]
@@ -98,6 +112,8 @@ mod tests {
         w.interval("t0/true", 1000, 1000, h.max(), &enc).unwrap();
         w.interval("t0/odd name", 2000, 500, h.max(), &enc).unwrap();
         w.flush().unwrap();
+        let (start, _) = read_timed(&path).unwrap();
+        assert_eq!(start, Some(1_764_190_000.123), "StartTime, for putting logs on one clock");
         let text = std::fs::read(&path).unwrap();
         let mut tags = Vec::new();
         for e in IntervalLogIterator::new(&text) {

@@ -233,6 +233,11 @@ impl RunDir {
         self.path.join("trends.csv")
     }
 
+    /// `charts/soak-latency.svg`: a soak's rounds end to end, faults shaded (`report::soak`).
+    pub fn soak_latency_svg(&self) -> PathBuf {
+        self.charts_dir().join("soak-latency.svg")
+    }
+
     /// `charts/trends.svg`: the series over time, one panel each (`report::trends`).
     pub fn trends_svg(&self) -> PathBuf {
         self.charts_dir().join("trends.svg")
