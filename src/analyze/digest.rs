@@ -271,14 +271,12 @@ impl Digest {
     }
 
     /// Response p50 and p99 (ms) per op over all targets: from the workload's hlogs merged (the
-    /// default run's, `histograms/<workload>/`), else from latency.csv (the slowest target's
-    /// figure, since percentiles of several targets cannot be merged without the histograms).
+    /// default run's, `histograms/<workload>/`, or every round's of a soak,
+    /// `histograms/<workload>-rN/`), else from latency.csv (the slowest target's figure, since
+    /// percentiles of several targets cannot be merged without the histograms).
     pub fn op_latency(&self) -> BTreeMap<String, (Option<f64>, Option<f64>)> {
         let ms = |us: u64| us as f64 / 1000.0;
-        if let Some(w) = &self.workload
-            && let Ok(blocks) = super::load_blocks(&self.dir, &w.plan.name, None)
-            && let Ok(merged) = blocks.merged()
-        {
+        if let Some(merged) = self.blocks().and_then(|b| b.merged().ok()) {
             return merged
                 .into_iter()
                 .filter(|(_, l)| !l.response.is_empty())
@@ -302,6 +300,24 @@ impl Digest {
             *slot = (max(slot.0, r.response_p50_ms), max(slot.1, r.response_p99_ms));
         }
         out
+    }
+
+    /// Every interval of the workload's hlogs: the run's, or every round's of a soak (a round
+    /// the soak's end cut before its workload has none). None when there are none.
+    fn blocks(&self) -> Option<super::Blocks> {
+        let name = &self.workload.as_ref()?.plan.name;
+        let rounds = self.soak.as_ref().map_or(0, |s| s.rounds);
+        let names = std::iter::once(name.clone()).chain((1..=rounds).map(|r| format!("{name}-r{r}")));
+        let mut all = super::Blocks { response: BTreeMap::new(), service: BTreeMap::new() };
+        for n in names {
+            let Ok(b) = super::load_blocks(&self.dir, &n, None) else { continue };
+            for (into, from) in [(&mut all.response, b.response), (&mut all.service, b.service)] {
+                for (op, hs) in from {
+                    into.entry(op).or_default().extend(hs);
+                }
+            }
+        }
+        (!all.response.is_empty() || !all.service.is_empty()).then_some(all)
     }
 
     /// The trend rows of one series.
@@ -612,6 +628,29 @@ pub mod tests {
         assert_eq!(back.rows.len(), 1);
         assert_eq!(back.rows[0].faults, row.faults);
         assert_eq!(back.rows[0], row);
+    }
+
+    /// A soak's rounds each have their own hlogs (`histograms/default-rN/`): the history line
+    /// merges them all, as it merges the targets.
+    #[test]
+    fn a_soaks_latency_merges_every_round() {
+        let dir = tempfile::tempdir().unwrap();
+        fixture(dir.path());
+        let d = RunDir::at(dir.path());
+        let before = Digest::load(dir.path()).unwrap().op_latency();
+        // t-0's hlog in round 1, t-1's in round 3 (round 2 cut before its workload).
+        for (target, round) in [("t-0", 1), ("t-1", 3)] {
+            std::fs::create_dir_all(d.workload_histograms_dir(&format!("default-r{round}"))).unwrap();
+            for kind in crate::results::HlogKind::ALL {
+                std::fs::rename(d.hlog("default", target, kind), d.hlog(&format!("default-r{round}"), target, kind))
+                    .unwrap();
+            }
+        }
+        std::fs::remove_dir_all(d.workload_histograms_dir("default")).unwrap();
+        let after = Digest::load(dir.path()).unwrap().op_latency();
+        let p50 = after["shim-allow"].0.unwrap();
+        assert!((p50 - 75.0).abs() < 3.0, "merged over the rounds: {p50}");
+        assert_eq!(after, before);
     }
 
     #[test]
