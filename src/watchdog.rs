@@ -53,13 +53,10 @@ pub async fn check(shim: &Conn, observe: &Conn) -> Option<String> {
     if crate::fault::under_fault(observe.name()) {
         return None;
     }
-    if let Some(why) = health(observe, Duration::from_secs(10)).await {
-        return Some(why);
-    }
-    let nonce = format!("abench-wd-{:08x}", rand::random::<u32>());
-    match shim.run(&format!("echo {nonce}"), ECHO_LIMIT).await {
-        Err(e) if format!("{e}").contains("timed out") => Some(format!("a shimmed `echo` hung for {ECHO_LIMIT:?}")),
-        _ => None,
+    match ask(shim, observe, Duration::from_secs(10), ECHO_LIMIT).await {
+        Answer::HealthFailed(why) => Some(why),
+        Answer::EchoHung => Some(format!("a shimmed `echo` hung for {ECHO_LIMIT:?}")),
+        Answer::Up | Answer::EchoFailed | Answer::Unreachable => None,
     }
 }
 
@@ -71,11 +68,49 @@ pub async fn health(observe: &Conn, limit: Duration) -> Option<String> {
     if crate::fault::under_fault(observe.name()) {
         return None;
     }
+    raw_health(observe, limit).await.err().flatten()
+}
+
+/// What one look at a target's server saw: the question the watchdog asks between tests, and the
+/// nemesis asks exactly when the watchdog must keep quiet (a fault on), so it ignores the fault
+/// registry; [`check`] and [`health`] add that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// /health answered and a shimmed `echo` printed its nonce.
+    Up,
+    /// /health did not answer (what it did instead).
+    HealthFailed(String),
+    /// /health answered; the shimmed `echo` hung.
+    EchoHung,
+    /// /health answered; the shimmed `echo` failed fast or printed something else.
+    EchoFailed,
+    /// The observation channel itself failed: the target is gone or unreachable.
+    Unreachable,
+}
+
+/// Asks /health (read within `health_limit`), then runs a shimmed `echo` (within `echo_limit`).
+pub async fn ask(shim: &Conn, observe: &Conn, health_limit: Duration, echo_limit: Duration) -> Answer {
+    match raw_health(observe, health_limit).await {
+        Ok(()) => {}
+        Err(Some(why)) => return Answer::HealthFailed(why),
+        Err(None) => return Answer::Unreachable,
+    }
+    let nonce = format!("abench-wd-{:08x}", rand::random::<u32>());
+    match shim.run(&format!("echo {nonce}"), echo_limit).await {
+        Ok(o) if o.stdout.contains(&nonce) => Answer::Up,
+        Err(e) if format!("{e}").contains("timed out") => Answer::EchoHung,
+        _ => Answer::EchoFailed,
+    }
+}
+
+/// /health on the observation channel: Ok when it answers, Err(Some(what it did)) when it does
+/// not, Err(None) when the channel failed.
+async fn raw_health(observe: &Conn, limit: Duration) -> Result<(), Option<String>> {
     let health = format!("curl -sf --max-time 5 {}", crate::target::HEALTH);
     match observe.run(&health, limit).await {
-        Ok(o) if o.ok() => None,
-        Ok(o) => Some(format!("{} did not answer: {}", crate::target::HEALTH, o.describe())),
-        Err(_) => None,
+        Ok(o) if o.ok() => Ok(()),
+        Ok(o) => Err(Some(format!("{} did not answer: {}", crate::target::HEALTH, o.describe()))),
+        Err(_) => Err(None),
     }
 }
 
@@ -118,10 +153,19 @@ pub async fn recover(observe: &Conn, dir: &Path, n: u32, why: &str) -> Result<St
     std::fs::write(dir.join(format!("wedge-{n}.txt")), format!("wedge {n}: {why}\n{evidence}"))
         .with_context(|| format!("writing {}", dir.display()))?;
     let aborted = observe.run(ABORT_FUSE, quick).await.context("aborting FUSE connections")?;
-    let restart = format!("{}\n{}", kill_server(), crate::target::SERVER_START);
-    let out = observe.run(&restart, quick * 2).await.context("restarting the agentsh server")?;
-    if !out.ok() {
-        bail!("the agentsh server did not come back after wedge {n}: {}", out.describe());
-    }
+    restart(observe, quick * 2).await.with_context(|| format!("after wedge {n}"))?;
     Ok(aborted.stdout.trim().replace('\n', "; "))
+}
+
+/// Kills every agentsh process ([`kill_server`]) and starts the server as provisioning does,
+/// within `limit`: how a wedge, and a fault that did not heal, are recovered.
+pub async fn restart(observe: &Conn, limit: Duration) -> Result<()> {
+    let out = observe
+        .run(&format!("{}\n{}", kill_server(), crate::target::SERVER_START), limit)
+        .await
+        .context("restarting the agentsh server")?;
+    if !out.ok() {
+        bail!("the agentsh server did not come back: {}", out.describe());
+    }
+    Ok(())
 }

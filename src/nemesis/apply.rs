@@ -16,7 +16,7 @@ use super::{FailClosed, Fault, FaultGuard, FaultRow};
 use crate::control::Conn;
 use crate::provider::Provider;
 use crate::provision::Ready;
-use crate::watchdog::{AGENTSH_SERVER, kill_server};
+use crate::watchdog::{self, AGENTSH_SERVER};
 
 /// How long a target may take to answer again after recovery before the harness restarts its
 /// server (a stalled server resumed, a full disk emptied).
@@ -301,24 +301,16 @@ async fn comes_back(observe: &Conn, shim: &Conn, limit: Duration) -> bool {
     false
 }
 
-/// One try: /health answers and a shimmed `echo` prints its nonce.
+/// One try: /health answers and a shimmed `echo` prints its nonce (the watchdog's question,
+/// asked while the watchdog keeps quiet about this target).
 async fn answers(observe: &Conn, shim: &Conn) -> bool {
-    let health = format!("curl -sf --max-time 3 {}", crate::target::HEALTH);
-    if !observe.run(&health, Duration::from_secs(5)).await.is_ok_and(|o| o.ok()) {
-        return false;
-    }
-    let nonce = format!("abench-up-{:08x}", rand::random::<u32>());
-    shim.run(&format!("echo {nonce}"), Duration::from_secs(10)).await.is_ok_and(|o| o.stdout.contains(&nonce))
+    watchdog::ask(shim, observe, Duration::from_secs(8), Duration::from_secs(10)).await == watchdog::Answer::Up
 }
 
 /// Kills every agentsh process and starts the server as provisioning does.
 async fn restart(observe: &Conn) -> Result<()> {
     // The kill loop takes up to ~15 s and the start up to 30 s; slower on a loaded machine.
-    let out = observe.run(&format!("{}\n{}", kill_server(), crate::target::SERVER_START), QUICK * 4).await?;
-    if !out.ok() {
-        bail!("the agentsh server did not start again: {}", out.describe());
-    }
-    Ok(())
+    watchdog::restart(observe, QUICK * 4).await
 }
 
 /// New connections to both channels, trying for up to a minute (sshd may take a moment).
