@@ -75,11 +75,16 @@ pub struct FaultRow {
     pub fault: String,
     pub target: String,
     pub at_s: Option<f64>,
+    #[serde(default)]
+    pub duration_s: Option<f64>,
     /// `held`, `violated`, `inconclusive`, `skipped`.
     pub fail_closed: String,
     /// `yes`, `no`, `dropped`.
     pub recovered: String,
     pub recover_s: Option<f64>,
+    /// What the harness did; `not applied` when the fault never was.
+    #[serde(default)]
+    pub recovery: String,
     #[serde(default)]
     pub detail: String,
 }
@@ -95,6 +100,9 @@ pub struct Soak {
     pub elapsed_s: f64,
     #[serde(default)]
     pub interrupted: bool,
+    /// The soak's clock zero, seconds since the epoch (soaks before it was written have none).
+    #[serde(default)]
+    pub t0_epoch_s: Option<f64>,
 }
 
 /// One suite test over all its targets.

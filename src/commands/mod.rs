@@ -163,6 +163,10 @@ fn report(run: &Path) -> Result<u8> {
     if !run.is_dir() {
         return Err(exit::usage(format!("{}: no such run folder", run.display())));
     }
+    // A soak's latency chart, from the folder alone (the page shows it).
+    if let Err(e) = crate::report::soak::redraw(&RunDir::at(run)) {
+        eprintln!("warning: soak-latency.svg: {e:#}");
+    }
     println!("{}", crate::report::html::write(&RunDir::at(run))?.display());
     if let Err(e) = crate::report::markdown::write(&RunDir::at(run)) {
         eprintln!("warning: summary.md: {e:#}");

@@ -35,6 +35,9 @@ pub struct SoakJson {
     pub interrupted: bool,
     pub faults_planned: Vec<String>,
     pub faults_applied: usize,
+    /// The clock `faults.csv`'s and the trends' seconds count from, as seconds since the epoch:
+    /// what puts the rounds' hlogs on one clock (`charts/soak-latency.svg`).
+    pub t0_epoch_s: f64,
 }
 
 /// What the rounds and the nemesis share.
@@ -158,17 +161,13 @@ pub async fn run(
     let finished = sampling.finish().await;
     let (code, interrupted) = rounds_result?;
     let fault_rows = shared.fault_rows.lock().map(|f| f.clone()).unwrap_or_default();
-    let windows = fault_windows(&fault_rows);
     let trend_code = match finished {
-        Ok(()) => conclude_trends(p, &windows),
+        Ok(()) => conclude_trends(p, &fault_rows),
         Err(e) => {
             eprintln!("warning: trends: {e:#}");
             exit::INFRA
         }
     };
-    if let Some(plan) = &cfg.workload {
-        latency_chart(p, &ready, &plan.name, rounds_done, &windows, shared.t0_epoch_s);
-    }
     p.dir.write_json(
         &p.dir.soak_json(),
         &SoakJson {
@@ -178,8 +177,14 @@ pub async fn run(
             interrupted,
             faults_planned: planned,
             faults_applied: fault_rows.len(),
+            t0_epoch_s: shared.t0_epoch_s,
         },
     )?;
+    if cfg.workload.is_some()
+        && let Err(e) = tokio::task::block_in_place(|| crate::report::soak::redraw(&p.dir))
+    {
+        eprintln!("warning: {}: {e:#}", p.dir.soak_latency_svg().display());
+    }
     let suite_code = finish_suite(p, cfg.suite.as_ref(), &fault_rows)?;
     let fault_code = report_faults(&fault_rows, soak.faults.len());
     Ok((worse(worse(code, suite_code), worse(fault_code, trend_code)), interrupted))
@@ -398,46 +403,18 @@ fn fault_verdict(ready: &Ready, f: &nemesis::FaultRow) -> Row {
     }
 }
 
-/// Each applied fault's window (from applying it to the end of its recovery) with its target.
-fn fault_windows(faults: &[nemesis::FaultRow]) -> Vec<(String, Window)> {
-    faults
+/// trends.csv, its table and chart, each fault's window shaded (from applying it to the end of
+/// its recovery). A leak is a finding: exit 1.
+fn conclude_trends(p: &Provisioned, faults: &[nemesis::FaultRow]) -> u8 {
+    let windows: Vec<Window> = faults
         .iter()
         .filter(|f| f.recovery != "not applied")
-        .map(|f| {
-            let window = Window {
-                start_s: f.at_s,
-                end_s: f.at_s + f.duration_s + f.recover_s.unwrap_or(0.0),
-                label: format!("{} on {}", f.fault, f.target),
-            };
-            (f.target.clone(), window)
-        })
-        .collect()
-}
-
-/// `charts/soak-latency.svg`: every round's latency on the soak's clock, each target's faults
-/// shaded in its panel. A chart that fails is a warning: the hlogs have it all.
-fn latency_chart(p: &Provisioned, ready: &[Ready], workload: &str, rounds: u32, windows: &[(String, Window)], t0: f64) {
-    let panels: BTreeMap<String, crate::report::soak::Panel> = ready
-        .iter()
-        .map(|r| {
-            let name = &r.target.name;
-            let hlogs = (1..=rounds)
-                .map(|n| p.dir.hlog(&format!("{workload}-r{n}"), name, crate::results::HlogKind::Response))
-                .filter(|h| h.is_file())
-                .collect();
-            let windows = windows.iter().filter(|(t, _)| t == name).map(|(_, w)| w.clone()).collect();
-            (name.clone(), crate::report::soak::Panel { hlogs, windows })
+        .map(|f| Window {
+            start_s: f.at_s,
+            end_s: f.at_s + f.duration_s + f.recover_s.unwrap_or(0.0),
+            label: format!("{} on {}", f.fault, f.target),
         })
         .collect();
-    let path = p.dir.soak_latency_svg();
-    if let Err(e) = tokio::task::block_in_place(|| crate::report::soak::render(&panels, t0, &path)) {
-        eprintln!("warning: {}: {e:#}", path.display());
-    }
-}
-
-/// trends.csv, its table and chart, each fault's window shaded. A leak is a finding: exit 1.
-fn conclude_trends(p: &Provisioned, windows: &[(String, Window)]) -> u8 {
-    let windows: Vec<Window> = windows.iter().map(|(_, w)| w.clone()).collect();
     match tokio::task::block_in_place(|| crate::trends::conclude(&p.dir, &windows)) {
         Ok(rows) if rows.iter().any(|r| r.verdict == crate::analyze::trends::Verdict::Leak) => exit::REGRESSION,
         Ok(_) => exit::OK,

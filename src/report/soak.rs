@@ -11,13 +11,54 @@ use plotters::prelude::*;
 
 use super::charts::{err, register_font};
 use super::trends::{Window, segments, shade};
+use crate::results::{HlogKind, RunDir};
 
-const PANEL: (u32, u32) = (1100, 300);
+const PANEL: (u32, u32) = (1200, 300);
+/// The key's column, right of the panels.
+const KEY_WIDTH: u32 = 170;
 
 /// One target's rounds: its response-time hlogs (in round order) and the faults it went through.
 pub struct Panel {
     pub hlogs: Vec<PathBuf>,
     pub windows: Vec<Window>,
+}
+
+/// Draws `charts/soak-latency.svg` from a soak's folder alone: soak.json (its clock and rounds),
+/// workload.json (the rounds' name), the rounds' response hlogs and faults.csv (the windows, from
+/// applying each fault to the end of its recovery). None when the folder is not a soak's with a
+/// workload. The soak calls it at its end, and `report` redraws with it.
+pub fn redraw(dir: &RunDir) -> Result<Option<PathBuf>> {
+    let d = crate::analyze::digest::Digest::load(&dir.path)?;
+    let (Some(soak), Some(workload)) = (&d.soak, &d.workload) else { return Ok(None) };
+    let Some(t0) = soak.t0_epoch_s else { return Ok(None) };
+    let mut panels: BTreeMap<String, Panel> = BTreeMap::new();
+    for r in 1..=soak.rounds {
+        let folder = dir.workload_histograms_dir(&format!("{}-r{r}", workload.plan.name));
+        // A round the soak's end cut before its workload has no folder.
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for f in files {
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Some((HlogKind::Response, target)) = HlogKind::parse_file_name(&name) {
+                let panel =
+                    panels.entry(target.to_string()).or_insert(Panel { hlogs: Vec::new(), windows: Vec::new() });
+                panel.hlogs.push(f);
+            }
+        }
+    }
+    for f in d.faults.iter().filter(|f| f.recovery != "not applied") {
+        if let (Some(panel), Some(at)) = (panels.get_mut(&f.target), f.at_s) {
+            let end = at + f.duration_s.unwrap_or(0.0) + f.recover_s.unwrap_or(0.0);
+            panel.windows.push(Window { start_s: at, end_s: end, label: f.fault.clone() });
+        }
+    }
+    if panels.is_empty() {
+        return Ok(None);
+    }
+    let path = dir.soak_latency_svg();
+    render(&panels, t0, &path)?;
+    Ok(Some(path))
 }
 
 /// Each op's p99 per interval, in (seconds since `t0_epoch_s`, ms), from `hlogs`. A log without
@@ -70,7 +111,15 @@ pub fn render(panels: &BTreeMap<String, Panel>, t0_epoch_s: f64, path: &Path) ->
     let (y0, y1) = (lo.floor(), hi.ceil().max(lo.floor() + 1.0) + 0.3);
     let area = SVGBackend::new(path, (PANEL.0, PANEL.1 * data.len() as u32)).into_drawing_area();
     area.fill(&WHITE).map_err(err)?;
-    for (k, ((target, panel, by_op), part)) in data.iter().zip(area.split_evenly((data.len(), 1)).iter()).enumerate() {
+    // The ops' key in a column of its own, so that it never hides a fault window or a line.
+    let (plots, key) = area.split_horizontally(PANEL.0 - KEY_WIDTH);
+    let colour = |op: &String| Palette99::pick(ops.iter().position(|o| *o == op).unwrap_or(0)).to_rgba();
+    for (i, op) in ops.iter().enumerate() {
+        let y = 40 + 18 * i as i32;
+        key.draw(&PathElement::new(vec![(8, y), (28, y)], colour(op).stroke_width(2))).map_err(err)?;
+        key.draw(&Text::new(op.to_string(), (34, y - 7), ("sans-serif", 13).into_font())).map_err(err)?;
+    }
+    for ((target, panel, by_op), part) in data.iter().zip(plots.split_evenly((data.len(), 1)).iter()) {
         let mut chart = ChartBuilder::on(part)
             .caption(format!("{target}: p99 per interval of each op, every round"), ("sans-serif", 18))
             .margin(8)
@@ -91,25 +140,16 @@ pub fn render(panels: &BTreeMap<String, Panel>, t0_epoch_s: f64, path: &Path) ->
             .map_err(err)?;
         shade(&mut chart, &panel.windows, y0, y1)?;
         for (op, points) in by_op {
-            let colour = Palette99::pick(ops.iter().position(|o| *o == op).unwrap_or(0)).to_rgba();
-            for (n, run) in segments(points).into_iter().enumerate() {
+            let colour = colour(op);
+            for run in segments(points) {
                 let at = run.iter().map(|(x, ms)| (x / 60.0, log(*ms)));
-                let line = chart.draw_series(LineSeries::new(at, colour.stroke_width(1))).map_err(err)?;
-                if k == 0 && n == 0 {
-                    line.label(op.clone())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+                // A lone interval between gaps is a dot: a line of one point draws nothing.
+                if run.len() == 1 {
+                    chart.draw_series(at.map(|p| Circle::new(p, 2, colour.filled()))).map_err(err)?;
+                } else {
+                    chart.draw_series(LineSeries::new(at, colour.stroke_width(1))).map_err(err)?;
                 }
             }
-        }
-        if k == 0 {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 12))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(err)?;
         }
     }
     area.present().map_err(err)?;
@@ -167,6 +207,31 @@ mod tests {
         let svg = std::fs::read_to_string(&path).unwrap();
         assert_eq!(svg.matches("opacity=\"0.12\" fill=\"#CF222E\"").count(), 1, "shaded on t-0's panel only");
         assert!(svg.contains("kill-server") && svg.contains("shim-allow") && svg.contains("t-1: p99"));
+    }
+
+    /// From the folder alone: a soak's rounds and faults.csv give each target its panel and its
+    /// windows; a folder that is not a soak's (or a soak written before its clock was) gives none.
+    #[test]
+    fn report_redraws_it_from_the_soaks_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::analyze::digest::tests::fixture(dir.path());
+        let d = RunDir::at(dir.path());
+        assert!(redraw(&d).unwrap().is_none(), "the fixture's soak.json has no clock");
+        std::fs::create_dir_all(d.workload_histograms_dir("default-r2")).unwrap();
+        for kind in HlogKind::ALL {
+            std::fs::rename(d.hlog("default", "t-0", kind), d.hlog("default-r2", "t-0", kind)).unwrap();
+        }
+        std::fs::write(
+            d.path.join("soak.json"),
+            r#"{ "duration_s": 7200.0, "rounds": 3, "elapsed_s": 7210.5, "interrupted": false, "t0_epoch_s": 1764189990.0 }"#,
+        )
+        .unwrap();
+        let path = redraw(&d).unwrap().expect("drawn");
+        let svg = std::fs::read_to_string(path).unwrap();
+        // t-0 only (t-1's hlog is not a round's); its kill-server and stall-server, not t-1's faults.
+        assert!(svg.contains("t-0: p99") && !svg.contains("t-1: p99"));
+        assert_eq!(svg.matches("opacity=\"0.12\" fill=\"#CF222E\"").count(), 2, "{svg}");
+        assert!(svg.contains("kill-server") && svg.contains("stall-server") && !svg.contains("drop-ssh"), "{svg}");
     }
 
     #[test]
