@@ -102,4 +102,11 @@ fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() 
         "{last}: {targets_in_last:?}"
     );
     assert!(latency.iter().any(|r| r["workload"] == "default-r1"), "round 1 in latency.csv");
+
+    // Every round's latency on the soak's clock, the surviving target's faults shaded in its panel.
+    assert!(soak["t0_epoch_s"].as_f64().is_some_and(|t| t > 1.7e9), "{soak}");
+    let chart = std::fs::read_to_string(out.path().join("charts/soak-latency.svg")).expect("soak-latency.svg");
+    for f in &faults[1..] {
+        assert!(chart.contains(f["fault"].as_str()), "{} shaded: {chart:.300}", f["fault"]);
+    }
 }
