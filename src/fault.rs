@@ -64,28 +64,58 @@ impl serde::Serialize for Fault {
 /// recovery. Target names carry their run's tag, so one process-wide set serves every run.
 static UNDER_FAULT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
+/// Targets a watchdog is recovering right now (killing and restarting agentsh). The nemesis waits
+/// for these after marking its target: a recovery begun just before the fault would otherwise kill
+/// the server under it (seen: a stall-server that found no server to stop).
+static RECOVERING: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// The target behind a connection named `name` or `name/observe`.
+fn target_of(conn_name: &str) -> &str {
+    conn_name.split('/').next().unwrap_or(conn_name)
+}
+
+fn contains(set: &Mutex<BTreeSet<String>>, conn_name: &str) -> bool {
+    set.lock().map(|s| s.contains(target_of(conn_name))).unwrap_or(false)
+}
+
 /// Whether the target behind a connection named `name` or `name/observe` is under a fault.
 pub fn under_fault(conn_name: &str) -> bool {
-    let target = conn_name.split('/').next().unwrap_or(conn_name);
-    UNDER_FAULT.lock().map(|s| s.contains(target)).unwrap_or(false)
+    contains(&UNDER_FAULT, conn_name)
+}
+
+/// Whether a watchdog is recovering the target behind `conn_name`.
+pub fn recovering(conn_name: &str) -> bool {
+    contains(&RECOVERING, conn_name)
+}
+
+/// A target's membership of one of the sets, until dropped. Each side marks itself before it
+/// looks at the other's set (a mutex each, so at least one of the two sees the other).
+pub struct Guard(&'static Mutex<BTreeSet<String>>, String);
+
+impl Guard {
+    fn new(set: &'static Mutex<BTreeSet<String>>, conn_name: &str) -> Guard {
+        let target = target_of(conn_name).to_string();
+        if let Ok(mut s) = set.lock() {
+            s.insert(target.clone());
+        }
+        Guard(set, target)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.remove(&self.1);
+        }
+    }
 }
 
 /// Marks a target as under a fault until the guard is dropped.
-pub struct FaultGuard(String);
-
-impl FaultGuard {
-    pub fn new(target: &str) -> FaultGuard {
-        if let Ok(mut s) = UNDER_FAULT.lock() {
-            s.insert(target.to_string());
-        }
-        FaultGuard(target.to_string())
-    }
+pub fn fault_guard(target: &str) -> Guard {
+    Guard::new(&UNDER_FAULT, target)
 }
 
-impl Drop for FaultGuard {
-    fn drop(&mut self) {
-        if let Ok(mut s) = UNDER_FAULT.lock() {
-            s.remove(&self.0);
-        }
-    }
+/// Marks a target as being recovered by a watchdog until the guard is dropped.
+pub fn recovery_guard(conn_name: &str) -> Guard {
+    Guard::new(&RECOVERING, conn_name)
 }

@@ -147,6 +147,12 @@ pub const AGENTSH_SERVER: &str = "^(/usr/bin/|/usr/sbin/|/bin/)?agentsh server( 
 /// Keeps the evidence in `dir/wedge-N.txt`, aborts this target's FUSE connections, kills every
 /// agentsh process and restarts the server. Returns what was aborted, for the log.
 pub async fn recover(observe: &Conn, dir: &Path, n: u32, why: &str) -> Result<String> {
+    // Marked before looking at the faults (the nemesis marks its fault, then looks here), so a
+    // fault and a recovery never hurt the same server at once.
+    let _recovering = crate::fault::recovery_guard(observe.name());
+    if crate::fault::under_fault(observe.name()) {
+        return Ok("none: a fault came on, the nemesis recovers the target".into());
+    }
     let quick = Duration::from_secs(30);
     let evidence =
         observe.run(EVIDENCE, quick).await.map(|o| o.stdout).unwrap_or_else(|e| format!("(no evidence: {e:#})"));

@@ -9,7 +9,9 @@ use common::*;
 #[test]
 fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() {
     let _g = serial();
-    let out = tempfile::tempdir().unwrap();
+    // Kept when the test fails (the evidence of what went wrong), removed when it passes.
+    let out = tempfile::Builder::new().prefix("abench-soak-test-").tempdir().unwrap().keep();
+    println!("results in {}", out.display());
     let o = bench(&[
         "--vms",
         "2",
@@ -26,19 +28,23 @@ fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() 
         "--trend-interval",
         "10s",
         "--out",
-        out.path().to_str().unwrap(),
+        out.as_path().to_str().unwrap(),
     ]);
     let log = format!("{}\n{}", text(&o.stdout), text(&o.stderr));
     // 1 when a protection failed open (a finding), 2 when something proved nothing; never a usage
     // error or a crash.
     assert!(matches!(code(&o), 0..=2), "exit {}\n{log}", code(&o));
 
-    let faults = rows(&out.path().join("faults.csv"));
+    let faults = rows(&out.as_path().join("faults.csv"));
     let names: Vec<&str> = faults.iter().map(|r| r["fault"].as_str()).collect();
     assert_eq!(names, ["destroy-target", "kill-server", "stall-server", "fill-fs", "drop-ssh"], "{log}");
     // The first fault destroyed one target; every later one went to the other, the only one left.
     let destroyed = &faults[0];
-    assert_eq!((destroyed["recovered"].as_str(), destroyed["fail_closed"].as_str()), ("dropped", "skipped"));
+    assert_eq!(
+        (destroyed["recovered"].as_str(), destroyed["fail_closed"].as_str()),
+        ("dropped", "skipped"),
+        "{destroyed:?}\n{log}"
+    );
     for f in &faults[1..] {
         assert_ne!(f["target"], destroyed["target"], "{f:?}");
         // Probes reached the target and were judged on what they showed: fail-closed is proven
@@ -65,7 +71,7 @@ fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() 
             other => panic!("recovered {other:?}: {f:?}"),
         }
         assert!(!f["recovery"].is_empty() && f["recovery"] != "not applied", "{f:?}");
-        let evidence = out.path().join("targets").join(&f["target"]).join(format!(
+        let evidence = out.as_path().join("targets").join(&f["target"]).join(format!(
             "fault-{}-{}.txt",
             names.iter().position(|n| *n == f["fault"]).unwrap() + 1,
             f["fault"]
@@ -74,7 +80,7 @@ fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() 
     }
 
     // Each fault is also a verdict next to the suite's.
-    let tests = rows(&out.path().join("tests.csv"));
+    let tests = rows(&out.as_path().join("tests.csv"));
     let verdicts: Vec<(&str, &str)> = tests
         .iter()
         .filter(|r| r["test_id"].starts_with("fault:"))
@@ -82,16 +88,16 @@ fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() 
         .collect();
     assert_eq!(verdicts.len(), 5, "{verdicts:?}");
     assert_eq!(verdicts[0], ("fault:destroy-target", "skipped-env"));
-    let summary = rows(&out.path().join("summary.csv"));
+    let summary = rows(&out.as_path().join("summary.csv"));
     assert_eq!(summary.iter().filter(|r| r["test_id"].starts_with("fault:")).count(), 5, "{summary:?}");
 
     // Workload rounds went on, each under its own name; after the destroy only one target ran.
     let soak: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("soak.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(out.as_path().join("soak.json")).unwrap()).unwrap();
     let rounds = soak["rounds"].as_u64().unwrap();
     assert!(rounds >= 3, "{soak}");
     assert_eq!(soak["faults_applied"], 5);
-    let latency = rows(&out.path().join("latency.csv"));
+    let latency = rows(&out.as_path().join("latency.csv"));
     let last = format!("default-r{rounds}");
     let targets_in_last: std::collections::BTreeSet<&str> =
         latency.iter().filter(|r| r["workload"] == last).map(|r| r["target"].as_str()).collect();
@@ -105,8 +111,9 @@ fn every_fault_gets_a_fail_closed_verdict_and_a_recovery_and_the_soak_goes_on() 
 
     // Every round's latency on the soak's clock, the surviving target's faults shaded in its panel.
     assert!(soak["t0_epoch_s"].as_f64().is_some_and(|t| t > 1.7e9), "{soak}");
-    let chart = std::fs::read_to_string(out.path().join("charts/soak-latency.svg")).expect("soak-latency.svg");
+    let chart = std::fs::read_to_string(out.as_path().join("charts/soak-latency.svg")).expect("soak-latency.svg");
     for f in &faults[1..] {
         assert!(chart.contains(f["fault"].as_str()), "{} shaded: {chart:.300}", f["fault"]);
     }
+    std::fs::remove_dir_all(&out).unwrap();
 }

@@ -333,7 +333,10 @@ async fn faults(
     let cx =
         nemesis::apply::Ctx { provider, control_dir: &p.control_dir, out: &p.dir.path, hold: soak.hold, t0: shared.t0 };
     for (n, planned) in soak.faults.iter().enumerate() {
+        // Biased: a fault whose time came before the rounds ended fires even if the faults before
+        // it made it late (their recoveries are its queue); one planned after the end never does.
         tokio::select! {
+            biased;
             () = tokio::time::sleep_until((shared.t0 + planned.at).into()) => {}
             _ = over.wait_for(|over| *over) => return,
         }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::probe::{self, Seen};
-use super::{FailClosed, Fault, FaultGuard, FaultRow};
+use super::{FailClosed, Fault, FaultRow, fault_guard};
 use crate::control::Conn;
 use crate::provider::Provider;
 use crate::provision::Ready;
@@ -86,7 +86,7 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
         return Ok(());
     }
     if fault == Fault::DestroyTarget {
-        let _guard = FaultGuard::new(name);
+        let _guard = fault_guard(name);
         return destroy(cx, name, row, log).await;
     }
     let observe = Conn::connect(&format!("{name}/observe"), &ready.target.observe, cx.control_dir, 3).await?;
@@ -107,7 +107,21 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
         seen.controlled.join(", "),
         seen.uncontrolled.join("; ")
     ));
-    let _guard = FaultGuard::new(name);
+    let _guard = fault_guard(name);
+    // From here no watchdog starts a recovery on this target; one begun just before would kill
+    // the server under the fault, so it is waited for, and the target asked again.
+    if crate::fault::recovering(name) {
+        let until = Instant::now() + COME_BACK * 3;
+        while crate::fault::recovering(name) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        log.push_str("a watchdog was recovering the target: waited for it\n");
+        if crate::fault::recovering(name) || !comes_back(&observe, &shim, COME_BACK).await {
+            row.recovery = "not applied".into();
+            row.detail = "a watchdog's recovery of agentsh was under way and it did not answer after it".into();
+            return Ok(());
+        }
+    }
     row.at_s = cx.t0.elapsed().as_secs_f64();
     log.push_str(&format!("applied at {:.1} s (after agentsh answered)\n", row.at_s));
     let started = Instant::now();
@@ -121,13 +135,15 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
             probe::until(&shim, hold_until(started), &mut seen).await;
             judged(row, &seen, started);
             let t = Instant::now();
-            if answers(&observe, &shim).await {
+            if watchdog::ask(&shim, &observe, Duration::from_secs(8), Duration::from_secs(10)).await
+                == watchdog::Answer::Up
+            {
                 row.recovery = "came back by itself (agentsh's CLI started a server)".into();
             } else {
                 restart(&observe).await?;
                 row.recovery = "server restarted (AGENTSH_NO_AUTO=1)".into();
             }
-            settle(&observe, &shim, t, row).await;
+            settle(&observe, &shim, t, row, log).await;
         }
         Fault::StallServer => {
             let pids = observe.run(&format!("pgrep -f '{AGENTSH_SERVER}' | tr '\\n' ' '"), QUICK).await?.stdout;
@@ -146,7 +162,7 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
                 restart(&observe).await?;
                 row.recovery = format!("SIGCONT; no answer in {COME_BACK:?}, so the server was restarted");
             }
-            settle(&observe, &shim, t, row).await;
+            settle(&observe, &shim, t, row, log).await;
         }
         Fault::FillFs => {
             let fs = observe.run("findmnt -n -o FSTYPE,SIZE --target /var/lib/agentsh", QUICK).await?.stdout;
@@ -177,7 +193,7 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
                 restart(&observe).await?;
                 row.recovery = format!("fill file removed; no answer in {COME_BACK:?}, so the server was restarted");
             }
-            settle(&observe, &shim, t, row).await;
+            settle(&observe, &shim, t, row, log).await;
         }
         Fault::DropSsh => {
             // A governed command in flight when the connection drops must not finish ungoverned:
@@ -205,7 +221,7 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
             // Recovery: new connections (the old ones died with their sshd).
             let (observe, shim) = reconnect(cx, ready).await?;
             row.recovery = "reconnected".into();
-            settle(&observe, &shim, t, row).await;
+            settle(&observe, &shim, t, row, log).await;
             // What the in-flight command did, once it has had time to finish.
             tokio::time::sleep(Duration::from_secs(4)).await;
             let left = observe.run(&format!("cat {file} 2>/dev/null; rm -f {file}"), QUICK).await?.stdout;
@@ -253,13 +269,19 @@ fn judged(row: &mut FaultRow, seen: &Seen, started: Instant) {
 async fn destroy(cx: &Ctx<'_>, name: &str, row: &mut FaultRow, log: &mut String) -> Result<()> {
     let t = Instant::now();
     let mut result = cx.provider.destroy_target(name).await;
-    if let Err(e) = &result {
-        // The engine can report an error for a removal that happened (a container with exec
-        // sessions still closing, say): what counts is whether the target is gone.
+    // The engine can report an error for a removal that happened (a container with exec
+    // sessions still closing, say), or fail one it would do a moment later (busy with the other
+    // targets' execs): what counts is whether the target is gone, so it is asked, and the
+    // removal tried once more.
+    for attempt in 1..=2 {
+        let Err(e) = &result else { break };
         let gone = cx.provider.list().await.is_ok_and(|l| !l.iter().any(|t| t.name == *name));
         log.push_str(&format!("the provider said: {e:#}; target gone afterwards: {gone}\n"));
         if gone {
             result = Ok(());
+        } else if attempt == 1 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            result = cx.provider.destroy_target(name).await;
         }
     }
     match result {
@@ -279,32 +301,36 @@ async fn destroy(cx: &Ctx<'_>, name: &str, row: &mut FaultRow, log: &mut String)
     Ok(())
 }
 
-/// Records how long the target took, from `from`, to answer again.
-async fn settle(observe: &Conn, shim: &Conn, from: Instant, row: &mut FaultRow) {
-    if comes_back(observe, shim, Duration::from_secs(60)).await {
-        row.recovered = "yes";
-        row.recover_s = Some(from.elapsed().as_secs_f64());
-    } else {
-        row.recovered = "no";
+/// Records how long the target took, from `from`, to answer again; when it did not, what it
+/// last did instead (/health silent, or the shimmed `echo` hung or failed) goes in the evidence.
+async fn settle(observe: &Conn, shim: &Conn, from: Instant, row: &mut FaultRow, log: &mut String) {
+    match last_answer(observe, shim, Duration::from_secs(60)).await {
+        watchdog::Answer::Up => {
+            row.recovered = "yes";
+            row.recover_s = Some(from.elapsed().as_secs_f64());
+        }
+        other => {
+            row.recovered = "no";
+            log.push_str(&format!("not back within 60 s; the last look saw: {other:?}\n"));
+        }
     }
 }
 
 /// Whether the server answers /health and a shimmed command runs, trying until `limit`.
 async fn comes_back(observe: &Conn, shim: &Conn, limit: Duration) -> bool {
+    last_answer(observe, shim, limit).await == watchdog::Answer::Up
+}
+
+/// Asks until the target is up or `limit` has passed; the last answer.
+async fn last_answer(observe: &Conn, shim: &Conn, limit: Duration) -> watchdog::Answer {
     let until = Instant::now() + limit;
-    while Instant::now() < until {
-        if answers(observe, shim).await {
-            return true;
+    loop {
+        let answer = watchdog::ask(shim, observe, Duration::from_secs(8), Duration::from_secs(10)).await;
+        if answer == watchdog::Answer::Up || Instant::now() >= until {
+            return answer;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    false
-}
-
-/// One try: /health answers and a shimmed `echo` prints its nonce (the watchdog's question,
-/// asked while the watchdog keeps quiet about this target).
-async fn answers(observe: &Conn, shim: &Conn) -> bool {
-    watchdog::ask(shim, observe, Duration::from_secs(8), Duration::from_secs(10)).await == watchdog::Answer::Up
 }
 
 /// Kills every agentsh process and starts the server as provisioning does.

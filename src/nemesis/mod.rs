@@ -11,7 +11,7 @@
 pub mod apply;
 pub mod probe;
 
-pub use crate::fault::{Fault, FaultGuard, under_fault};
+pub use crate::fault::{Fault, fault_guard, under_fault};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -223,12 +223,21 @@ mod tests {
 
     #[test]
     fn a_guard_marks_its_target_and_its_observation_channel_until_dropped() {
-        let g = FaultGuard::new("abench-test-nemesis-0");
+        let g = fault_guard("abench-test-nemesis-0");
         assert!(under_fault("abench-test-nemesis-0"));
         assert!(under_fault("abench-test-nemesis-0/observe"));
         assert!(!under_fault("abench-test-nemesis-1"));
         drop(g);
         assert!(!under_fault("abench-test-nemesis-0/observe"));
+    }
+
+    #[test]
+    fn a_watchdogs_recovery_is_marked_apart_from_faults() {
+        let r = crate::fault::recovery_guard("abench-test-nemesis-2/observe");
+        assert!(crate::fault::recovering("abench-test-nemesis-2"));
+        assert!(!under_fault("abench-test-nemesis-2"), "a recovery is not a fault");
+        drop(r);
+        assert!(!crate::fault::recovering("abench-test-nemesis-2"));
     }
 
     #[test]
