@@ -131,9 +131,8 @@ fn a_short_sample_of_a_real_target_is_plausible_and_insufficient() {
     assert!(before.iter().all(|v| *v == base), "{before:?}");
     // Another process of the target may cross the 90 s line meanwhile (seen once: an agentsh
     // child started just after the orphan, counted from the second sample on), so the orphan is
-    // judged by what it adds and what killing it takes away, not by the total.
-    assert!(after.first() == Some(&(base + 1.0)), "the orphan counts: {before:?} then {after:?}");
-    assert!(after.iter().all(|v| *v >= base + 1.0), "and keeps counting: {after:?}");
+    // judged by what killing it takes away, not by the total.
+    assert!(after.iter().all(|v| *v >= base + 1.0), "the orphan counts: {before:?} then {after:?}");
     let last = after.last().copied().unwrap_or(base);
     assert!(gone.first() == Some(&(last - 1.0)), "and no longer once killed: {after:?} then {gone:?}");
 }
