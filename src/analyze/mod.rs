@@ -83,7 +83,7 @@ pub fn load_blocks(run: &Path, workload: &str, targets: Option<&BTreeSet<String>
         let into = if *kind == HlogKind::Response { &mut out.response } else { &mut out.service };
         for i in crate::results::hlog::read(path)? {
             let tag = i.tag.unwrap_or_default();
-            let op = tag.rsplit('/').next().unwrap_or(&tag).to_string();
+            let op = crate::results::hlog::op_of(&tag).to_string();
             into.entry(op).or_default().push(i.histogram);
         }
     }

@@ -119,11 +119,6 @@ pub(super) fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing: {e:?}")
 }
 
-/// Short legend names: the op part of `target/op`.
-fn label(tag: &str) -> &str {
-    tag.rsplit('/').next().unwrap_or(tag)
-}
-
 /// The legend at `position`, then the file written: how the latency charts and the comparison
 /// chart end.
 pub(super) fn legend_and_present<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
@@ -183,7 +178,7 @@ fn percentiles<DB: DrawingBackend>(
         chart
             .draw_series(LineSeries::new(pts, color.stroke_width(2)))
             .map_err(err)?
-            .label(label(tag).to_string())
+            .label(crate::results::hlog::op_of(tag).to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     legend_and_present(&mut chart, &area, SeriesLabelPosition::UpperLeft)
@@ -213,7 +208,7 @@ fn over_time<DB: DrawingBackend>(
         chart
             .draw_series(LineSeries::new(s.timeline.iter().map(|p| (p.0, p.2)), color.stroke_width(3)))
             .map_err(err)?
-            .label(label(tag).to_string())
+            .label(crate::results::hlog::op_of(tag).to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
     }
     legend_and_present(&mut chart, &area, SeriesLabelPosition::UpperLeft)

@@ -56,6 +56,12 @@ impl HlogWriter {
     }
 }
 
+/// The op of an interval's tag (`target/op`, as `workload::remote` writes it): what follows the
+/// last '/'; a tag without one is its own op.
+pub fn op_of(tag: &str) -> &str {
+    tag.rsplit('/').next().unwrap_or(tag)
+}
+
 /// One interval of an hlog.
 pub struct HlogInterval {
     /// `target/op` as written by `workload::remote`; None for an untagged line (other writers).
