@@ -412,11 +412,7 @@ fn conclude_trends(p: &Provisioned, faults: &[nemesis::FaultRow]) -> u8 {
     let windows: Vec<Window> = faults
         .iter()
         .filter(|f| f.recovery != "not applied")
-        .map(|f| Window {
-            start_s: f.at_s,
-            end_s: f.at_s + f.duration_s + f.recover_s.unwrap_or(0.0),
-            label: format!("{} on {}", f.fault, f.target),
-        })
+        .map(|f| Window::of_fault(f.at_s, f.duration_s, f.recover_s, format!("{} on {}", f.fault, f.target)))
         .collect();
     match tokio::task::block_in_place(|| crate::trends::conclude(&p.dir, &windows)) {
         Ok(rows) if rows.iter().any(|r| r.verdict == crate::analyze::trends::Verdict::Leak) => exit::REGRESSION,

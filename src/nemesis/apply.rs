@@ -135,9 +135,7 @@ async fn run(cx: &Ctx<'_>, ready: &Ready, fault: Fault, row: &mut FaultRow, log:
             probe::until(&shim, hold_until(started), &mut seen).await;
             judged(row, &seen, started);
             let t = Instant::now();
-            if watchdog::ask(&shim, &observe, Duration::from_secs(8), Duration::from_secs(10)).await
-                == watchdog::Answer::Up
-            {
+            if answers(&observe, &shim).await {
                 row.recovery = "came back by itself (agentsh's CLI started a server)".into();
             } else {
                 restart(&observe).await?;
@@ -321,11 +319,21 @@ async fn comes_back(observe: &Conn, shim: &Conn, limit: Duration) -> bool {
     last_answer(observe, shim, limit).await == watchdog::Answer::Up
 }
 
+/// One look: the watchdog's question, asked while the watchdog keeps quiet about this target.
+async fn ask(observe: &Conn, shim: &Conn) -> watchdog::Answer {
+    watchdog::ask(shim, observe, Duration::from_secs(8), Duration::from_secs(10)).await
+}
+
+/// Whether one look finds the server answering and a shimmed command running.
+async fn answers(observe: &Conn, shim: &Conn) -> bool {
+    ask(observe, shim).await == watchdog::Answer::Up
+}
+
 /// Asks until the target is up or `limit` has passed; the last answer.
 async fn last_answer(observe: &Conn, shim: &Conn, limit: Duration) -> watchdog::Answer {
     let until = Instant::now() + limit;
     loop {
-        let answer = watchdog::ask(shim, observe, Duration::from_secs(8), Duration::from_secs(10)).await;
+        let answer = ask(observe, shim).await;
         if answer == watchdog::Answer::Up || Instant::now() >= until {
             return answer;
         }

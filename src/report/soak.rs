@@ -49,8 +49,8 @@ pub fn redraw(dir: &RunDir) -> Result<Option<PathBuf>> {
     }
     for f in d.faults.iter().filter(|f| f.recovery != "not applied") {
         if let (Some(panel), Some(at)) = (panels.get_mut(&f.target), f.at_s) {
-            let end = at + f.duration_s.unwrap_or(0.0) + f.recover_s.unwrap_or(0.0);
-            panel.windows.push(Window { start_s: at, end_s: end, label: f.fault.clone() });
+            let on = f.duration_s.unwrap_or(0.0);
+            panel.windows.push(Window::of_fault(at, on, f.recover_s, f.fault.clone()));
         }
     }
     if panels.is_empty() {
@@ -72,7 +72,7 @@ fn p99_by_op(hlogs: &[PathBuf], t0_epoch_s: f64) -> Result<BTreeMap<String, Vec<
         };
         for i in intervals.into_iter().filter(|i| !i.histogram.is_empty()) {
             let tag = i.tag.unwrap_or_else(|| "untagged".into());
-            let op = tag.rsplit('/').next().unwrap_or(&tag).to_string();
+            let op = crate::results::hlog::op_of(&tag).to_string();
             let ms = i.histogram.value_at_quantile(0.99) as f64 / 1000.0;
             out.entry(op).or_default().push((start + i.start_s - t0_epoch_s, ms));
         }

@@ -20,6 +20,15 @@ pub struct Window {
     pub label: String,
 }
 
+impl Window {
+    /// A fault's window: from applying it (`at_s`), on for `on_s`, to the end of its recovery
+    /// (none timed when it did not recover). The trends chart and the soak's latency chart shade
+    /// the same stretch.
+    pub fn of_fault(at_s: f64, on_s: f64, recover_s: Option<f64>, label: String) -> Window {
+        Window { start_s: at_s, end_s: at_s + on_s + recover_s.unwrap_or(0.0), label }
+    }
+}
+
 const PANEL: (u32, u32) = (600, 280);
 const COLUMNS: usize = 2;
 
